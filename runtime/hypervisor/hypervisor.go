@@ -1,0 +1,114 @@
+// Package hypervisor is the narrow seam between vxn's lifecycle code and
+// the thing that runs guests: Xen through libxl in production, a fake that
+// runs guestinit as a host process in unit tests.
+package hypervisor
+
+import (
+	"context"
+	"errors"
+	"io"
+)
+
+// Sentinel errors, wrapped with context by implementations.
+var (
+	// ErrNotFound: no domain of that name exists.
+	ErrNotFound = errors.New("domain not found")
+	// ErrUnsupported: the implementation cannot do this.
+	ErrUnsupported = errors.New("operation not supported by this hypervisor")
+)
+
+// GuestType is the virtualisation mode of a guest.
+type GuestType string
+
+// Guest types.
+const (
+	GuestPV  GuestType = "pv"
+	GuestPVH GuestType = "pvh"
+)
+
+// Disk is a block device given to the guest.
+type Disk struct {
+	Path     string // host file or block device
+	Vdev     string // guest device name, "xvda"
+	ReadOnly bool
+}
+
+// DomainSpec describes a guest to create.
+type DomainSpec struct {
+	Name      string // unique; "vxn-<container id>"
+	Type      GuestType
+	Kernel    string
+	Ramdisk   string
+	Cmdline   string
+	MemoryMiB uint64
+	VCPUs     int
+	Disks     []Disk
+	// ConsoleLog receives the guest's console (kernel log) for diagnostics.
+	ConsoleLog string
+	// RootfsDir is the bundle rootfs directory. Only the fake uses it; a
+	// real guest sees Disks.
+	RootfsDir string
+	// StateDir is a private directory for the implementation's files.
+	StateDir string
+}
+
+// DomainState is what the hypervisor reports about a guest.
+type DomainState string
+
+// Domain states.
+const (
+	StateRunning  DomainState = "running"
+	StatePaused   DomainState = "paused"
+	StateShutdown DomainState = "shutdown"
+	StateCrashed  DomainState = "crashed"
+	StateDying    DomainState = "dying"
+)
+
+// DomainInfo is a snapshot of a guest.
+type DomainInfo struct {
+	ID        uint32
+	Name      string
+	State     DomainState
+	MemoryKiB uint64
+	VCPUs     int
+	CPUTimeNs uint64
+}
+
+// ShutdownReason says why a guest stopped.
+type ShutdownReason string
+
+// Reasons a guest stopped.
+const (
+	ReasonPoweroff  ShutdownReason = "poweroff"
+	ReasonReboot    ShutdownReason = "reboot"
+	ReasonCrash     ShutdownReason = "crash"
+	ReasonDestroyed ShutdownReason = "destroyed"
+	ReasonUnknown   ShutdownReason = "unknown"
+)
+
+// Hypervisor creates and finds guests.
+type Hypervisor interface {
+	// Create builds and starts a guest. On error nothing is left behind.
+	Create(ctx context.Context, spec DomainSpec) (Domain, error)
+	// Lookup finds a running guest by name, for commands other than the
+	// monitor that owns it (delete of an orphan, pause, stats).
+	Lookup(ctx context.Context, name string) (Domain, error)
+	// Close releases the hypervisor connection.
+	Close() error
+}
+
+// Domain is one guest.
+type Domain interface {
+	Name() string
+	// Connect opens the agent channel to guestinit, waiting for the guest
+	// side to appear until ctx ends.
+	Connect(ctx context.Context) (io.ReadWriteCloser, error)
+	// Wait blocks until the guest has stopped running and reports why.
+	Wait(ctx context.Context) (ShutdownReason, error)
+	Pause(ctx context.Context) error
+	Unpause(ctx context.Context) error
+	Info(ctx context.Context) (DomainInfo, error)
+	// Destroy stops the guest at once and frees it. Destroying a guest that
+	// is already gone is not an error.
+	Destroy(ctx context.Context) error
+}
