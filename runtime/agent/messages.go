@@ -14,6 +14,14 @@ import (
 // ErrBadPayload is wrapped by every payload validation error.
 var ErrBadPayload = errors.New("agent: invalid payload")
 
+// SessionAll addresses a Signal to every process of the container (kill --all).
+const SessionAll = ^uint32(0)
+
+// StdinWindow is how many stdin bytes the monitor may send to a session
+// before the guest acknowledges them (TypeStdinAck); it bounds the guest's
+// buffer for a process that does not read its stdin.
+const StdinWindow = 256 << 10
+
 // Limits on what the monitor accepts from the guest.
 const (
 	MaxErrorLen  = 4096 // bytes of an Error message

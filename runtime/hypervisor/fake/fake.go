@@ -1,0 +1,247 @@
+// Package fake is a Hypervisor for unit tests: a "guest" is guestinit
+// running on the host in host mode (its own pid and UTS namespaces when
+// root), serving the real agent protocol on a unix socket. The monitor and
+// guestinit code paths are the production ones; only the machine is fake.
+package fake
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/vxn-runtime/vxn/runtime/hypervisor"
+	"github.com/vxn-runtime/vxn/runtime/procfs"
+	"github.com/vxn-runtime/vxn/runtime/state"
+)
+
+// Hypervisor runs fake guests. Dir records running guests by name so that
+// other processes (delete of an orphan) can find them.
+type Hypervisor struct {
+	Dir       string // registry of running fake guests
+	GuestInit string // path of the guestinit binary
+}
+
+// New returns a fake hypervisor keeping its registry in dir.
+func New(dir, guestinit string) (*Hypervisor, error) {
+	if guestinit == "" {
+		return nil, errors.New("fake hypervisor: no guestinit binary given")
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("fake hypervisor: %w", err)
+	}
+	return &Hypervisor{Dir: dir, GuestInit: guestinit}, nil
+}
+
+// record is a running fake guest in the registry.
+type record struct {
+	Pid    int    `json:"pid"`
+	Start  uint64 `json:"start"`
+	Socket string `json:"socket"`
+	Paused bool   `json:"paused"`
+}
+
+// Domain is one fake guest.
+type Domain struct {
+	hv   *Hypervisor
+	name string
+	rec  record
+	cmd  *exec.Cmd     // set in the creating process
+	done chan struct{} // closed when cmd has been waited for
+	ws   syscall.WaitStatus
+}
+
+// Create starts guestinit in host mode for the spec's rootfs.
+func (h *Hypervisor) Create(ctx context.Context, spec hypervisor.DomainSpec) (hypervisor.Domain, error) {
+	if spec.Name == "" || strings.ContainsAny(spec.Name, "/") {
+		return nil, fmt.Errorf("fake hypervisor: invalid domain name %q", spec.Name)
+	}
+	if _, err := os.Stat(h.recordPath(spec.Name)); err == nil {
+		return nil, fmt.Errorf("fake hypervisor: domain %s already exists", spec.Name)
+	}
+	sock := filepath.Join(spec.StateDir, "fake-agent.sock")
+	os.Remove(sock)
+	cmd := exec.Command(h.GuestInit, "-host-mode", "-agent-socket", sock, "-rootfs", spec.RootfsDir)
+	cmd.Stdin = nil
+	if spec.ConsoleLog != "" {
+		f, err := os.OpenFile(spec.ConsoleLog, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("fake hypervisor: console log: %w", err)
+		}
+		defer f.Close()
+		cmd.Stdout, cmd.Stderr = f, f
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if os.Geteuid() == 0 {
+		// Like a guest: its own PID 1 and hostname.
+		cmd.SysProcAttr.Cloneflags = syscall.CLONE_NEWPID | syscall.CLONE_NEWUTS
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("fake hypervisor: starting guestinit: %w", err)
+	}
+	d := &Domain{hv: h, name: spec.Name, cmd: cmd, done: make(chan struct{})}
+	go func() {
+		err := cmd.Wait()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			d.ws = ee.Sys().(syscall.WaitStatus)
+		}
+		close(d.done)
+	}()
+	st, err := procfs.StartTime(cmd.Process.Pid)
+	if err != nil {
+		_ = cmd.Process.Kill()
+		return nil, fmt.Errorf("fake hypervisor: guestinit exited at once (see %s)", spec.ConsoleLog)
+	}
+	d.rec = record{Pid: cmd.Process.Pid, Start: st, Socket: sock}
+	if err := h.save(d.name, d.rec); err != nil {
+		_ = cmd.Process.Kill()
+		return nil, err
+	}
+	return d, nil
+}
+
+// Lookup finds a running fake guest by name.
+func (h *Hypervisor) Lookup(_ context.Context, name string) (hypervisor.Domain, error) {
+	b, err := os.ReadFile(h.recordPath(name))
+	if err != nil {
+		return nil, fmt.Errorf("fake hypervisor: %s: %w", name, hypervisor.ErrNotFound)
+	}
+	var r record
+	if err := json.Unmarshal(b, &r); err != nil || !procfs.Alive(r.Pid, r.Start) {
+		os.Remove(h.recordPath(name))
+		return nil, fmt.Errorf("fake hypervisor: %s: %w", name, hypervisor.ErrNotFound)
+	}
+	return &Domain{hv: h, name: name, rec: r}, nil
+}
+
+// Close does nothing: the fake holds no connection.
+func (h *Hypervisor) Close() error { return nil }
+
+func (h *Hypervisor) recordPath(name string) string { return filepath.Join(h.Dir, name+".json") }
+
+func (h *Hypervisor) save(name string, r record) error {
+	b, _ := json.Marshal(r)
+	return state.WriteFileAtomic(h.recordPath(name), b, 0o600)
+}
+
+// Name returns the domain name.
+func (d *Domain) Name() string { return d.name }
+
+// Connect dials guestinit's socket, retrying until it listens.
+func (d *Domain) Connect(ctx context.Context) (io.ReadWriteCloser, error) {
+	var dl net.Dialer
+	for {
+		c, err := dl.DialContext(ctx, "unix", d.rec.Socket)
+		if err == nil {
+			return c, nil
+		}
+		if d.gone() {
+			return nil, fmt.Errorf("fake hypervisor: guest %s stopped before its agent listened", d.name)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("fake hypervisor: connecting to %s: %w", d.name, ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+func (d *Domain) gone() bool {
+	if d.done != nil {
+		select {
+		case <-d.done:
+			return true
+		default:
+			return false
+		}
+	}
+	return !procfs.Alive(d.rec.Pid, d.rec.Start)
+}
+
+// Wait blocks until guestinit exits: exit 0 is a power-off, anything else
+// a crash.
+func (d *Domain) Wait(ctx context.Context) (hypervisor.ShutdownReason, error) {
+	if d.done == nil {
+		for !d.gone() {
+			select {
+			case <-ctx.Done():
+				return "", ctx.Err()
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+		return hypervisor.ReasonUnknown, nil
+	}
+	select {
+	case <-ctx.Done():
+		return "", ctx.Err()
+	case <-d.done:
+	}
+	os.Remove(d.hv.recordPath(d.name))
+	switch {
+	case d.ws.Signaled() && d.ws.Signal() == syscall.SIGKILL:
+		return hypervisor.ReasonDestroyed, nil
+	case d.ws.ExitStatus() != 0 || d.ws.Signaled():
+		return hypervisor.ReasonCrash, nil
+	}
+	return hypervisor.ReasonPoweroff, nil
+}
+
+// Pause stops every process of the guest.
+func (d *Domain) Pause(context.Context) error { return d.setPaused(true) }
+
+// Unpause continues every process of the guest.
+func (d *Domain) Unpause(context.Context) error { return d.setPaused(false) }
+
+func (d *Domain) setPaused(p bool) error {
+	if d.gone() {
+		return fmt.Errorf("fake hypervisor: %s: %w", d.name, hypervisor.ErrNotFound)
+	}
+	sig := syscall.SIGCONT
+	if p {
+		sig = syscall.SIGSTOP
+	}
+	for _, pid := range append([]int{d.rec.Pid}, procfs.Descendants(d.rec.Pid)...) {
+		_ = syscall.Kill(pid, sig)
+	}
+	d.rec.Paused = p
+	return d.hv.save(d.name, d.rec)
+}
+
+// Info reports the guest's state.
+func (d *Domain) Info(context.Context) (hypervisor.DomainInfo, error) {
+	if d.gone() {
+		return hypervisor.DomainInfo{}, fmt.Errorf("fake hypervisor: %s: %w", d.name, hypervisor.ErrNotFound)
+	}
+	if b, err := os.ReadFile(d.hv.recordPath(d.name)); err == nil {
+		_ = json.Unmarshal(b, &d.rec)
+	}
+	st := hypervisor.StateRunning
+	if d.rec.Paused {
+		st = hypervisor.StatePaused
+	}
+	return hypervisor.DomainInfo{ID: uint32(d.rec.Pid), Name: d.name, State: st, VCPUs: 1}, nil
+}
+
+// Destroy kills the guest and everything in it.
+func (d *Domain) Destroy(context.Context) error {
+	if !d.gone() {
+		pids := append([]int{d.rec.Pid}, procfs.Descendants(d.rec.Pid)...)
+		for _, pid := range pids {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+		for i := 0; i < 500 && !d.gone(); i++ {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	os.Remove(d.hv.recordPath(d.name))
+	return nil
+}
