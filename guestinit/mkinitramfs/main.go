@@ -321,6 +321,7 @@ func readModule(p string) ([]byte, error) {
 
 // writeInitramfs writes the gzip'd archive: the mount point directories,
 // /dev/console (the kernel opens it as init's stdio before /init runs),
+// /dev/null,
 // /init, the modules under /lib/modules/<kver> and the load order list.
 func writeInitramfs(w io.Writer, kver string, initData []byte, mods []module) error {
 	zw, err := gzip.NewWriterLevel(w, gzip.BestCompression)
@@ -332,6 +333,7 @@ func writeInitramfs(w io.Writer, kver string, initData []byte, mods []module) er
 		a.dir(d)
 	}
 	a.add("dev/console", modeChar|0o600, 5, 1, nil)
+	a.add("dev/null", modeChar|0o666, 1, 3, nil) // the Go runtime's fallback for missing stdio
 	a.add("init", modeReg|0o755, 0, 0, initData)
 	var list strings.Builder
 	for _, m := range mods {

@@ -250,6 +250,9 @@ func TestArchive(t *testing.T) {
 	if e := got["dev/console"]; e.mode != cpio.TypeChar|0o600 {
 		t.Errorf("dev/console: mode %o", e.mode)
 	}
+	if e := got["dev/null"]; e.mode != cpio.TypeChar|0o666 {
+		t.Errorf("dev/null: mode %o", e.mode)
+	}
 	// The reader ignores device numbers: read them from the raw header.
 	i := bytes.Index(raw, []byte("dev/console\x00"))
 	if i < 110 {
