@@ -10,6 +10,8 @@ import (
 	"github.com/moby/sys/capability"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/vxn-runtime/vxn/runtime/bundle"
 )
 
 // shimArg makes guestinit act as the exec shim: the child that applies a
@@ -47,13 +49,18 @@ func shimExec(specPipe *os.File) error {
 	if p == nil || len(p.Args) == 0 {
 		return fmt.Errorf("process has no args")
 	}
+	// Capabilities are read from /proc, which the new root may not have.
+	caps, err := loadCaps(p)
+	if err != nil {
+		return err
+	}
 	if req.Root != "" && req.Root != "/" {
 		if err := unix.Chroot(req.Root); err != nil {
 			return fmt.Errorf("chroot %s: %w", req.Root, err)
 		}
 	}
 	for _, rl := range p.Rlimits {
-		res, ok := rlimitNames[rl.Type]
+		res, ok := bundle.Rlimit(rl.Type)
 		if !ok {
 			return fmt.Errorf("unknown rlimit %q", rl.Type)
 		}
@@ -66,7 +73,7 @@ func shimExec(specPipe *os.File) error {
 	} else {
 		unix.Umask(0o022)
 	}
-	if err := setUser(p); err != nil {
+	if err := setUser(p, caps); err != nil {
 		return err
 	}
 	cwd := p.Cwd
@@ -91,41 +98,49 @@ func shimExec(specPipe *os.File) error {
 	return nil
 }
 
-// setUser switches to the process's user, keeping exactly the
-// capabilities the spec gives it.
-func setUser(p *specs.Process) error {
-	var caps capability.Capabilities
-	if p.Capabilities != nil {
-		c, err := capability.NewPid2(0)
-		if err != nil {
-			return fmt.Errorf("reading capabilities: %w", err)
-		}
-		if err := c.Load(); err != nil {
-			return fmt.Errorf("reading capabilities: %w", err)
-		}
-		c.Clear(capability.CAPS | capability.BOUNDS | capability.AMBS)
-		sets := []struct {
-			which capability.CapType
-			names []string
-		}{
-			{capability.BOUNDING, p.Capabilities.Bounding},
-			{capability.EFFECTIVE, p.Capabilities.Effective},
-			{capability.PERMITTED, p.Capabilities.Permitted},
-			{capability.INHERITABLE, p.Capabilities.Inheritable},
-			{capability.AMBIENT, p.Capabilities.Ambient},
-		}
-		for _, s := range sets {
-			for _, n := range s.names {
-				if cv, ok := capByName(n); ok {
-					c.Set(s.which, cv)
-				}
+// loadCaps applies the bounding set and returns the capability sets the
+// process must end with, or nil when the spec leaves capabilities alone.
+func loadCaps(p *specs.Process) (capability.Capabilities, error) {
+	if p.Capabilities == nil {
+		return nil, nil
+	}
+	c, err := capability.NewPid2(0)
+	if err == nil {
+		err = c.Load()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading capabilities: %w", err)
+	}
+	c.Clear(capability.CAPS | capability.BOUNDS | capability.AMBS)
+	sets := []struct {
+		which capability.CapType
+		names []string
+	}{
+		{capability.BOUNDING, p.Capabilities.Bounding},
+		{capability.EFFECTIVE, p.Capabilities.Effective},
+		{capability.PERMITTED, p.Capabilities.Permitted},
+		{capability.INHERITABLE, p.Capabilities.Inheritable},
+		{capability.AMBIENT, p.Capabilities.Ambient},
+	}
+	for _, s := range sets {
+		for _, n := range s.names {
+			if cv, ok := bundle.Capability(n); ok {
+				c.Set(s.which, capability.Cap(cv))
 			}
 		}
-		// The bounding set can only shrink while we still hold CAP_SETPCAP.
-		if err := c.Apply(capability.BOUNDS); err != nil {
-			return fmt.Errorf("setting the capability bounding set: %w", err)
-		}
-		caps = c
+	}
+	// The bounding set can only shrink while CAP_SETPCAP is held; doing it
+	// before the chroot also lets the library read cap_last_cap from /proc.
+	if err := c.Apply(capability.BOUNDS); err != nil {
+		return nil, fmt.Errorf("setting the capability bounding set: %w", err)
+	}
+	return c, nil
+}
+
+// setUser switches to the process's user, keeping exactly the
+// capabilities in caps (when not nil).
+func setUser(p *specs.Process, caps capability.Capabilities) error {
+	if caps != nil {
 		if err := unix.Prctl(unix.PR_SET_KEEPCAPS, 1, 0, 0, 0); err != nil {
 			return fmt.Errorf("keeping capabilities across setuid: %w", err)
 		}
@@ -151,16 +166,6 @@ func setUser(p *specs.Process) error {
 	return nil
 }
 
-func capByName(name string) (capability.Cap, bool) {
-	n := strings.ToLower(strings.TrimPrefix(strings.ToUpper(name), "CAP_"))
-	for _, c := range capability.ListKnown() {
-		if c.String() == n {
-			return c, true
-		}
-	}
-	return 0, false
-}
-
 // lookPath finds a command the way runc does: a name with a slash is used
 // as is; otherwise PATH from the process's own environment is searched.
 func lookPath(name string, env []string) (string, error) {
@@ -183,13 +188,4 @@ func lookPath(name string, env []string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("exec: %q: executable file not found in $PATH", name)
-}
-
-var rlimitNames = map[string]int{
-	"RLIMIT_AS": unix.RLIMIT_AS, "RLIMIT_CORE": unix.RLIMIT_CORE, "RLIMIT_CPU": unix.RLIMIT_CPU,
-	"RLIMIT_DATA": unix.RLIMIT_DATA, "RLIMIT_FSIZE": unix.RLIMIT_FSIZE, "RLIMIT_LOCKS": unix.RLIMIT_LOCKS,
-	"RLIMIT_MEMLOCK": unix.RLIMIT_MEMLOCK, "RLIMIT_MSGQUEUE": unix.RLIMIT_MSGQUEUE, "RLIMIT_NICE": unix.RLIMIT_NICE,
-	"RLIMIT_NOFILE": unix.RLIMIT_NOFILE, "RLIMIT_NPROC": unix.RLIMIT_NPROC, "RLIMIT_RSS": unix.RLIMIT_RSS,
-	"RLIMIT_RTPRIO": unix.RLIMIT_RTPRIO, "RLIMIT_RTTIME": unix.RLIMIT_RTTIME, "RLIMIT_SIGPENDING": unix.RLIMIT_SIGPENDING,
-	"RLIMIT_STACK": unix.RLIMIT_STACK,
 }

@@ -91,3 +91,6 @@ func Rlimit(name string) (int, bool) {
 func rlimitNames() []string {
 	return slices.Sorted(maps.Keys(rlimits))
 }
+
+// CapabilityNames lists the capability names vxn knows, sorted.
+func CapabilityNames() []string { return slices.Sorted(maps.Keys(capabilities)) }

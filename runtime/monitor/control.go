@@ -1,0 +1,63 @@
+package monitor
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/vxn-runtime/vxn/runtime/agent"
+)
+
+// Control requests the monitor answers on its socket.
+const (
+	OpState  = "state"
+	OpStart  = "start"
+	OpKill   = "kill"
+	OpPause  = "pause"
+	OpResume = "resume"
+	OpPs     = "ps"
+)
+
+// Request is one control request.
+type Request struct {
+	Op     string `json:"op"`
+	Signal int    `json:"signal,omitempty"`
+	All    bool   `json:"all,omitempty"`
+}
+
+// Response answers a Request. Status is the container's status after it.
+type Response struct {
+	Status    specs.ContainerState `json:"status"`
+	Pid       int                  `json:"pid"`
+	Error     string               `json:"error,omitempty"`
+	Processes []agent.PsEntry      `json:"processes,omitempty"`
+}
+
+// ErrNoMonitor means the control socket did not answer: the monitor is
+// gone (or was never started).
+var ErrNoMonitor = errors.New("the container's monitor is not running")
+
+// Call sends one request to the monitor listening on socket.
+func Call(socket string, req Request, timeout time.Duration) (*Response, error) {
+	c, err := net.DialTimeout("unix", socket, 5*time.Second)
+	if err != nil {
+		return nil, fmt.Errorf("%w (%v)", ErrNoMonitor, err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(timeout))
+	if err := json.NewEncoder(c).Encode(req); err != nil {
+		return nil, fmt.Errorf("sending %s to the monitor: %w", req.Op, err)
+	}
+	var resp Response
+	if err := json.NewDecoder(c).Decode(&resp); err != nil {
+		return nil, fmt.Errorf("%w: no answer to %s (%v)", ErrNoMonitor, req.Op, err)
+	}
+	if resp.Error != "" {
+		return &resp, errors.New(resp.Error)
+	}
+	return &resp, nil
+}

@@ -1,0 +1,590 @@
+// Package monitor is the per-container host process. `vxn create` starts
+// it detached; it creates the guest, talks to guestinit over the agent
+// channel, relays the container's stdio, forwards signals, answers the other
+// vxn commands on a control socket, and exits with the container's exit
+// status (its code, or 128+signal), so that an engine waiting on its PID
+// (conmon, containerd-shim) sees the container's result.
+//
+// Every frame from the guest is untrusted input: it is decoded with the
+// bounds of package agent and anything unexpected ends the container.
+package monitor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
+
+	"github.com/vxn-runtime/vxn/runtime/agent"
+	"github.com/vxn-runtime/vxn/runtime/hypervisor"
+)
+
+// Exit statuses the monitor uses when the container process did not report
+// one itself.
+const (
+	// StatusGuestDied: the guest stopped (crash, destroy) without reporting
+	// the container process's exit.
+	StatusGuestDied = 255
+)
+
+// Config is what create hands the monitor (saved as monitor.json).
+type Config struct {
+	ID            string                `json:"id"`
+	Spec          *specs.Spec           `json:"spec"`
+	Domain        hypervisor.DomainSpec `json:"domain"`
+	RootDevice    string                `json:"rootDevice"`
+	Files         []agent.File          `json:"files,omitempty"`
+	ConsoleSocket string                `json:"consoleSocket,omitempty"`
+	ControlSocket string                `json:"controlSocket"`
+	BootTimeout   time.Duration         `json:"bootTimeout"`
+}
+
+// Stdio is the container's stdio as the monitor received it.
+type Stdio struct {
+	In       io.Reader
+	Out, Err io.Writer
+}
+
+// Monitor runs one container.
+type Monitor struct {
+	cfg   Config
+	hv    hypervisor.Hypervisor
+	log   logrus.FieldLogger
+	stdio Stdio
+
+	dom     hypervisor.Domain
+	conn    *agent.Conn
+	tty     *os.File // host side of the terminal (the slave), in terminal mode
+	domDead chan hypervisor.ShutdownReason
+
+	readyCh chan error // the guest's answer to the config
+	startCh chan error // the guest's answer to start
+	psCh    chan agent.PsReply
+	exitCh  chan agent.Exit // the init process's exit
+	failCh  chan error      // protocol violation or lost connection
+
+	configured atomic.Bool // the guest answered the config
+
+	mu       sync.Mutex
+	started  bool
+	paused   bool
+	stopping bool
+	credit   *sync.Cond // stdin window
+	unacked  int
+	ctlLn    net.Listener
+	done     chan struct{}
+	exitOnce sync.Once
+	status   int
+}
+
+// New prepares a monitor; Run does the work.
+func New(cfg Config, hv hypervisor.Hypervisor, stdio Stdio, log logrus.FieldLogger) *Monitor {
+	m := &Monitor{
+		cfg: cfg, hv: hv, log: log, stdio: stdio,
+		domDead: make(chan hypervisor.ShutdownReason, 1),
+		readyCh: make(chan error, 1),
+		startCh: make(chan error, 1),
+		psCh:    make(chan agent.PsReply, 1),
+		exitCh:  make(chan agent.Exit, 1),
+		failCh:  make(chan error, 1),
+		done:    make(chan struct{}),
+	}
+	m.credit = sync.NewCond(&m.mu)
+	return m
+}
+
+// Boot creates the guest and sets the container up, up to "ready": the
+// process is not started. On error everything it made is gone.
+func (m *Monitor) Boot(ctx context.Context) (err error) {
+	ctx, cancel := context.WithTimeout(ctx, m.cfg.BootTimeout)
+	defer cancel()
+	dom, err := m.hv.Create(ctx, m.cfg.Domain)
+	if err != nil {
+		return fmt.Errorf("creating the guest: %w", err)
+	}
+	m.dom = dom
+	defer func() {
+		if err != nil {
+			m.destroy()
+		}
+	}()
+	go func() {
+		reason, err := dom.Wait(context.Background())
+		if err != nil {
+			m.log.Warnf("waiting for the guest: %v", err)
+			reason = hypervisor.ReasonUnknown
+		}
+		m.domDead <- reason
+	}()
+
+	type connResult struct {
+		rw  io.ReadWriteCloser
+		err error
+	}
+	cc := make(chan connResult, 1)
+	go func() {
+		rw, err := dom.Connect(ctx)
+		cc <- connResult{rw, err}
+	}()
+	var rw io.ReadWriteCloser
+	select {
+	case r := <-cc:
+		if r.err != nil {
+			return fmt.Errorf("connecting to the guest agent: %w (guest console: %s)", r.err, m.cfg.Domain.ConsoleLog)
+		}
+		rw = r.rw
+	case reason := <-m.domDead:
+		m.domDead <- reason
+		return fmt.Errorf("the guest stopped while booting (%s); its console log is %s", reason, m.cfg.Domain.ConsoleLog)
+	}
+	m.conn = agent.NewConn(rw)
+	go m.readAgent()
+	if err := m.conn.SendJSON(agent.TypeHello, 0, agent.Hello{Version: agent.Version, Role: "monitor"}); err != nil {
+		return err
+	}
+	if err := m.conn.SendJSON(agent.TypeConfig, 0, agent.Config{Spec: m.cfg.Spec, RootDevice: m.cfg.RootDevice, Files: m.cfg.Files}); err != nil {
+		return err
+	}
+	select {
+	case err := <-m.readyCh:
+		if err != nil {
+			return fmt.Errorf("the guest could not set the container up: %w", err)
+		}
+	case err := <-m.failCh:
+		return err
+	case reason := <-m.domDead:
+		m.domDead <- reason
+		return fmt.Errorf("the guest stopped while setting the container up (%s); its console log is %s", reason, m.cfg.Domain.ConsoleLog)
+	case <-ctx.Done():
+		return fmt.Errorf("the guest did not get ready within %s; its console log is %s", m.cfg.BootTimeout, m.cfg.Domain.ConsoleLog)
+	}
+	if m.cfg.Spec.Process.Terminal {
+		if err := m.setupTerminal(); err != nil {
+			return err
+		}
+	}
+	return m.listenControl()
+}
+
+// Serve runs the container until its process exits (or the guest dies) and
+// returns the exit status the monitor must exit with.
+func (m *Monitor) Serve() int {
+	sigs := make(chan os.Signal, 32)
+	signal.Notify(sigs, forwardedSignals...)
+	defer signal.Stop(sigs)
+	for {
+		select {
+		case s := <-sigs:
+			m.onSignal(s.(unix.Signal))
+		case e := <-m.exitCh:
+			m.log.Infof("container process exited: status %d", e.Status())
+			m.finish(e.Status())
+		case err := <-m.failCh:
+			m.log.Errorf("agent channel: %v", err)
+			m.finish(StatusGuestDied)
+		case reason := <-m.domDead:
+			// A last exit report may still be in flight.
+			select {
+			case e := <-m.exitCh:
+				m.finish(e.Status())
+			case <-time.After(200 * time.Millisecond):
+				m.log.Errorf("the guest stopped (%s) without reporting the container's exit", reason)
+				m.domDead <- reason
+				m.finish(StatusGuestDied)
+			}
+		case <-m.done:
+			return m.status
+		}
+	}
+}
+
+// finish ends the container once, with status.
+func (m *Monitor) finish(status int) {
+	m.exitOnce.Do(func() {
+		m.mu.Lock()
+		m.stopping = true
+		m.mu.Unlock()
+		m.status = status
+		m.shutdownGuest()
+		if m.ctlLn != nil {
+			m.ctlLn.Close()
+		}
+		close(m.done)
+	})
+}
+
+// shutdownGuest asks guestinit to power off, waits a little, then destroys
+// the domain whatever happened.
+func (m *Monitor) shutdownGuest() {
+	if m.conn != nil {
+		_ = m.conn.Send(agent.TypeShutdown, 0, nil)
+	}
+	select {
+	case reason := <-m.domDead:
+		m.domDead <- reason
+	case <-time.After(5 * time.Second):
+		m.log.Warn("the guest did not power off within 5s; destroying it")
+	}
+	m.destroy()
+}
+
+func (m *Monitor) destroy() {
+	if m.conn != nil {
+		m.conn.Close()
+	}
+	if m.dom == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := m.dom.Destroy(ctx); err != nil {
+		m.log.Errorf("destroying the guest: %v", err)
+	}
+}
+
+// forwardedSignals are passed on to the container process, as runc's
+// signal forwarding does for `runc run`.
+var forwardedSignals = []os.Signal{
+	unix.SIGHUP, unix.SIGINT, unix.SIGQUIT, unix.SIGTERM, unix.SIGUSR1, unix.SIGUSR2,
+	unix.SIGPIPE, unix.SIGALRM, unix.SIGWINCH, unix.SIGCONT, unix.SIGTSTP,
+}
+
+func (m *Monitor) onSignal(s unix.Signal) {
+	switch s {
+	case unix.SIGPIPE:
+		return // a closed output pipe is seen as a write error
+	case unix.SIGWINCH:
+		m.sendWinsize()
+		return
+	}
+	if err := m.Kill(int(s), false); err != nil {
+		m.log.Warnf("forwarding %v: %v", s, err)
+	}
+}
+
+// Kill delivers a signal to the container process (or, with all, to every
+// process of the container). A container that was created but not started
+// has no process yet: a signal that would terminate one stops it.
+func (m *Monitor) Kill(sig int, all bool) error {
+	m.mu.Lock()
+	started, stopping := m.started, m.stopping
+	m.mu.Unlock()
+	if stopping {
+		return errors.New("container is stopping")
+	}
+	if !started {
+		switch unix.Signal(sig) {
+		case unix.SIGCHLD, unix.SIGCONT, unix.SIGURG, unix.SIGWINCH:
+			return nil
+		}
+		go m.finish(128 + sig)
+		return nil
+	}
+	session := uint32(0)
+	if all {
+		session = agent.SessionAll
+	}
+	return m.conn.Send(agent.TypeSignal, session, agent.EncodeSignal(sig))
+}
+
+// Start starts the container process and its stdin relay.
+func (m *Monitor) Start(ctx context.Context) error {
+	m.mu.Lock()
+	if m.stopping {
+		m.mu.Unlock()
+		return errors.New("cannot start a container that has stopped")
+	}
+	if m.started {
+		m.mu.Unlock()
+		return errors.New("cannot start an already running container")
+	}
+	m.started = true
+	m.mu.Unlock()
+	if err := m.conn.Send(agent.TypeStart, 0, nil); err != nil {
+		return err
+	}
+	select {
+	case err := <-m.startCh:
+		if err != nil {
+			return fmt.Errorf("starting the container process: %w", err)
+		}
+	case <-ctx.Done():
+		return fmt.Errorf("the guest did not start the process: %w", ctx.Err())
+	case <-m.done:
+		return errors.New("the container stopped before its process started")
+	}
+	m.sendWinsize()
+	go m.pumpStdin()
+	return nil
+}
+
+// Status is the container's live status as the monitor knows it.
+func (m *Monitor) Status() specs.ContainerState {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch {
+	case m.stopping:
+		return specs.StateStopped
+	case m.paused:
+		return "paused"
+	case m.started:
+		return specs.StateRunning
+	}
+	return specs.StateCreated
+}
+
+// SetPaused pauses or resumes the whole guest.
+func (m *Monitor) SetPaused(ctx context.Context, p bool) error {
+	m.mu.Lock()
+	started, paused, stopping := m.started, m.paused, m.stopping
+	m.mu.Unlock()
+	switch {
+	case stopping:
+		return errors.New("container is not running")
+	case p && paused:
+		return errors.New("container is already paused")
+	case !p && !paused:
+		return errors.New("container is not paused")
+	case p && !started:
+		return errors.New("container is not running")
+	}
+	var err error
+	if p {
+		err = m.dom.Pause(ctx)
+	} else {
+		err = m.dom.Unpause(ctx)
+	}
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	m.paused = p
+	m.mu.Unlock()
+	return nil
+}
+
+// Ps lists the processes of the guest.
+func (m *Monitor) Ps(ctx context.Context) ([]agent.PsEntry, error) {
+	if err := m.conn.Send(agent.TypePsRequest, 0, nil); err != nil {
+		return nil, err
+	}
+	select {
+	case r := <-m.psCh:
+		return r.Processes, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("the guest did not list its processes: %w", ctx.Err())
+	case <-m.done:
+		return nil, errors.New("container is not running")
+	}
+}
+
+// readAgent decodes every frame from the guest. Any frame that breaks the
+// protocol ends the container: the guest is not trusted.
+func (m *Monitor) readAgent() {
+	for {
+		f, err := m.conn.Recv()
+		if err != nil {
+			select {
+			case m.failCh <- fmt.Errorf("connection to the guest lost: %w", err):
+			default:
+			}
+			return
+		}
+		if err := m.handleFrame(f); err != nil {
+			select {
+			case m.failCh <- fmt.Errorf("protocol violation by the guest: %w", err):
+			default:
+			}
+			return
+		}
+	}
+}
+
+func (m *Monitor) handleFrame(f agent.Frame) error {
+	if f.Session != 0 {
+		return fmt.Errorf("%s frame for unknown session %d", f.Type, f.Session)
+	}
+	switch f.Type {
+	case agent.TypeHello:
+		var h agent.Hello
+		if err := agent.Unmarshal(f.Payload, &h); err != nil {
+			return err
+		}
+		if h.Version != agent.Version {
+			return fmt.Errorf("guest speaks protocol %d, monitor %d: rebuild the guest image with this vxn", h.Version, agent.Version)
+		}
+	case agent.TypeReady:
+		if !m.configured.Swap(true) {
+			offer(m.readyCh, nil)
+		}
+	case agent.TypeStarted:
+		if _, err := agent.DecodeStarted(f.Payload); err != nil {
+			return err
+		}
+		offer(m.startCh, nil)
+	case agent.TypeError:
+		e, err := agent.DecodeError(f.Payload)
+		if err != nil {
+			return err
+		}
+		m.log.Errorf("guest: %s", e.Message)
+		// Before Ready, an error answers the config; after, the start.
+		if !m.configured.Swap(true) {
+			offer(m.readyCh, errors.New(e.Message))
+		} else {
+			offer(m.startCh, errors.New(e.Message))
+		}
+	case agent.TypeStdout, agent.TypeStderr:
+		if len(f.Payload) > agent.ChunkSize {
+			return fmt.Errorf("%s chunk of %d bytes", f.Type, len(f.Payload))
+		}
+		w := m.stdio.Out
+		if f.Type == agent.TypeStderr {
+			w = m.stdio.Err
+		}
+		if m.tty != nil {
+			w = m.tty
+		}
+		if _, err := w.Write(f.Payload); err != nil {
+			m.log.Debugf("writing container %s: %v", f.Type, err)
+		}
+	case agent.TypeStdinAck:
+		m.mu.Lock()
+		n, err := agent.DecodeCount(f.Payload, uint32(m.unacked))
+		if err == nil {
+			m.unacked -= int(n)
+			m.credit.Broadcast()
+		}
+		m.mu.Unlock()
+		return err
+	case agent.TypeExit:
+		e, err := agent.DecodeExit(f.Payload)
+		if err != nil {
+			return err
+		}
+		offer(m.exitCh, e)
+	case agent.TypePsReply:
+		r, err := agent.DecodePsReply(f.Payload)
+		if err != nil {
+			return err
+		}
+		offer(m.psCh, r)
+	default:
+		return fmt.Errorf("unexpected %s frame", f.Type)
+	}
+	return nil
+}
+
+// offer sends v on a buffered channel of one without blocking; it reports
+// whether v was taken.
+func offer[T any](ch chan T, v T) bool {
+	select {
+	case ch <- v:
+		return true
+	default:
+		return false
+	}
+}
+
+// pumpStdin relays the container's stdin to the guest within the window.
+func (m *Monitor) pumpStdin() {
+	var in io.Reader = m.stdio.In
+	if m.tty != nil {
+		in = m.tty
+	}
+	if in == nil {
+		_ = m.conn.Send(agent.TypeStdinClose, 0, nil)
+		return
+	}
+	buf := make([]byte, agent.ChunkSize)
+	for {
+		n, err := in.Read(buf)
+		if n > 0 {
+			m.mu.Lock()
+			for m.unacked+n > agent.StdinWindow && !m.stopping {
+				m.credit.Wait()
+			}
+			stopping := m.stopping
+			m.unacked += n
+			m.mu.Unlock()
+			if stopping || m.conn.Send(agent.TypeStdin, 0, buf[:n]) != nil {
+				return
+			}
+		}
+		if err != nil {
+			if m.tty == nil {
+				_ = m.conn.Send(agent.TypeStdinClose, 0, nil)
+			}
+			return
+		}
+	}
+}
+
+// listenControl opens the control socket the other vxn commands use.
+func (m *Monitor) listenControl() error {
+	os.Remove(m.cfg.ControlSocket)
+	ln, err := net.Listen("unix", m.cfg.ControlSocket)
+	if err != nil {
+		return fmt.Errorf("opening the control socket: %w", err)
+	}
+	if err := os.Chmod(m.cfg.ControlSocket, 0o600); err != nil {
+		ln.Close()
+		return err
+	}
+	m.ctlLn = ln
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go m.serveControl(c)
+		}
+	}()
+	return nil
+}
+
+func (m *Monitor) serveControl(c net.Conn) {
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(2 * time.Minute))
+	var req Request
+	if err := json.NewDecoder(io.LimitReader(c, 1<<20)).Decode(&req); err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	var resp Response
+	var err error
+	switch req.Op {
+	case OpState:
+	case OpStart:
+		err = m.Start(ctx)
+	case OpKill:
+		err = m.Kill(req.Signal, req.All)
+	case OpPause:
+		err = m.SetPaused(ctx, true)
+	case OpResume:
+		err = m.SetPaused(ctx, false)
+	case OpPs:
+		resp.Processes, err = m.Ps(ctx)
+	default:
+		err = fmt.Errorf("unknown request %q", req.Op)
+	}
+	resp.Status = m.Status()
+	resp.Pid = os.Getpid()
+	if err != nil {
+		resp.Error = err.Error()
+	}
+	_ = json.NewEncoder(c).Encode(resp)
+}
