@@ -162,4 +162,3 @@ func idArg(c *cli.Context) (string, error) {
 	}
 	return c.Args().First(), nil
 }
-
