@@ -1,0 +1,294 @@
+package libxl
+
+/*
+#include "glue.h"
+*/
+import "C"
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"unsafe"
+)
+
+// UUID is a domain's UUID.
+type UUID [16]byte
+
+// NewUUID returns a random UUID (libxl_uuid_generate).
+func NewUUID() UUID {
+	var u C.libxl_uuid
+	C.libxl_uuid_generate(&u)
+	return uuidFromC(&u)
+}
+
+func uuidFromC(u *C.libxl_uuid) UUID {
+	var r UUID
+	copy(r[:], unsafe.Slice((*byte)(unsafe.Pointer(C.libxl_uuid_bytearray(u))), len(r)))
+	return r
+}
+
+func (u UUID) String() string {
+	return fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16])
+}
+
+// DomainType is the virtualisation mode of a guest.
+type DomainType int
+
+// Domain types. The zero value is PV.
+const (
+	TypePV DomainType = iota
+	TypePVH
+)
+
+func (t DomainType) String() string {
+	switch t {
+	case TypePV:
+		return "pv"
+	case TypePVH:
+		return "pvh"
+	}
+	return fmt.Sprintf("DomainType(%d)", int(t))
+}
+
+func (t DomainType) c() (C.libxl_domain_type, error) {
+	switch t {
+	case TypePV:
+		return C.LIBXL_DOMAIN_TYPE_PV, nil
+	case TypePVH:
+		return C.LIBXL_DOMAIN_TYPE_PVH, nil
+	}
+	return 0, fmt.Errorf("libxl: unsupported domain type %v", t)
+}
+
+// TSCMode is how the guest's TSC is provided.
+type TSCMode int
+
+// TSC modes. TSCNative is needed by PVH guests under QEMU (TCG), whose
+// nested SVM misreports RDTSCP.
+const (
+	TSCDefault        TSCMode = C.LIBXL_TSC_MODE_DEFAULT
+	TSCAlwaysEmulate  TSCMode = C.LIBXL_TSC_MODE_ALWAYS_EMULATE
+	TSCNative         TSCMode = C.LIBXL_TSC_MODE_NATIVE
+	TSCNativeParavirt TSCMode = C.LIBXL_TSC_MODE_NATIVE_PARAVIRT
+)
+
+// Disk is a virtual block device: a raw image file or a block device in
+// dom0, served by blkback (libxl's "phy" backend; a regular file goes
+// through a loop device set up by the block hotplug script).
+type Disk struct {
+	Path     string // in dom0
+	Vdev     string // in the guest, "xvda"
+	ReadOnly bool
+}
+
+// NIC is a virtual network interface (netback in dom0).
+type NIC struct {
+	Bridge string  // bridge the backend vif joins ("" = the script's default)
+	Script string  // hotplug script ("" = libxl's vif-bridge)
+	MAC    [6]byte // zero: libxl picks a random 00:16:3e MAC
+}
+
+// DomainConfig describes a guest to create: a kernel booted directly (no
+// bootloader, no device model).
+//
+// The actions libxl records for poweroff, reboot and crash are fixed:
+// destroy, destroy, preserve. libxl itself does not act on them (xl's
+// daemon does); a vxn domain stays shut down until its owner, having read
+// the reason with WaitForDeath, destroys it. preserve on crash tells any
+// other toolstack looking at the domain to keep it for inspection too.
+type DomainConfig struct {
+	Name string
+	// UUID: zero means CreateDomain generates one and stores it here.
+	UUID    UUID
+	Type    DomainType
+	Kernel  string
+	Ramdisk string // "" for none
+	Cmdline string
+	// MaxMemKiB is the domain's memory ceiling; TargetMemKiB what it
+	// starts with (0: MaxMemKiB).
+	MaxMemKiB    uint64
+	TargetMemKiB uint64
+	VCPUs        int // 0: 1
+	TSCMode      TSCMode
+	Disks        []Disk
+	NICs         []NIC
+}
+
+const maxVCPUs = 512
+
+// cstr returns a malloc'd copy of s for a char* field that libxl's dispose
+// frees, or nil for "".
+func cstr(s string) *C.char {
+	if s == "" {
+		return nil
+	}
+	return C.CString(s)
+}
+
+func (cfg *DomainConfig) validate() error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	if cfg.Name == "" {
+		bad("name is empty")
+	}
+	if cfg.Kernel == "" {
+		bad("kernel is empty")
+	}
+	if cfg.MaxMemKiB == 0 {
+		bad("memory is zero")
+	}
+	if cfg.TargetMemKiB > cfg.MaxMemKiB {
+		bad("target memory %d KiB above the maximum %d KiB", cfg.TargetMemKiB, cfg.MaxMemKiB)
+	}
+	if cfg.VCPUs < 0 || cfg.VCPUs > maxVCPUs {
+		bad("vcpus %d out of range 0..%d", cfg.VCPUs, maxVCPUs)
+	}
+	if err := noNUL(cfg.Name, cfg.Kernel, cfg.Ramdisk, cfg.Cmdline); err != nil {
+		errs = append(errs, err)
+	}
+	for i, d := range cfg.Disks {
+		if err := d.validate(); err != nil {
+			bad("disk %d: %w", i, err)
+		}
+	}
+	for i, n := range cfg.NICs {
+		if err := noNUL(n.Bridge, n.Script); err != nil {
+			bad("nic %d: %w", i, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("libxl: domain config: %w", err)
+	}
+	return nil
+}
+
+func (d *Disk) validate() error {
+	if d.Path == "" || d.Vdev == "" {
+		return errors.New("path and vdev are required")
+	}
+	return noNUL(d.Path, d.Vdev)
+}
+
+func noNUL(strs ...string) error {
+	for _, s := range strs {
+		if strings.IndexByte(s, 0) >= 0 {
+			return fmt.Errorf("%q contains a NUL byte", s)
+		}
+	}
+	return nil
+}
+
+// toC builds a libxl_domain_config; free it with C.vxn_config_free.
+func (cfg *DomainConfig) toC() (*C.libxl_domain_config, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	typ, err := cfg.Type.c()
+	if err != nil {
+		return nil, err
+	}
+	dc := C.vxn_config_new()
+	if dc == nil {
+		return nil, ErrNoMemory
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			C.vxn_config_free(dc)
+		}
+	}()
+
+	ci := &dc.c_info
+	ci._type = typ
+	ci.name = cstr(cfg.Name)
+	copy(unsafe.Slice((*byte)(unsafe.Pointer(C.libxl_uuid_bytearray(&ci.uuid))), len(cfg.UUID)), cfg.UUID[:])
+
+	bi := &dc.b_info
+	C.libxl_domain_build_info_init_type(bi, typ)
+	vcpus := max(cfg.VCPUs, 1)
+	bi.max_vcpus = C.int(vcpus)
+	if rc := C.vxn_bitmap_fill(&bi.avail_vcpus, C.int(vcpus), C.int(vcpus)); rc != 0 {
+		return nil, check("bitmap_alloc", NoDomid, rc)
+	}
+	bi.max_memkb = C.uint64_t(cfg.MaxMemKiB)
+	bi.target_memkb = C.uint64_t(cfg.MaxMemKiB)
+	if cfg.TargetMemKiB != 0 {
+		bi.target_memkb = C.uint64_t(cfg.TargetMemKiB)
+	}
+	bi.kernel = cstr(cfg.Kernel)
+	bi.ramdisk = cstr(cfg.Ramdisk)
+	bi.cmdline = cstr(cfg.Cmdline)
+	bi.tsc_mode = C.libxl_tsc_mode(cfg.TSCMode)
+
+	if n := len(cfg.Disks); n > 0 {
+		if rc := C.vxn_config_alloc_disks(dc, C.int(n)); rc != 0 {
+			return nil, check("alloc disks", NoDomid, rc)
+		}
+		disks := unsafe.Slice(dc.disks, n)
+		for i := range disks {
+			cfg.Disks[i].fill(&disks[i])
+		}
+	}
+	if n := len(cfg.NICs); n > 0 {
+		if rc := C.vxn_config_alloc_nics(dc, C.int(n)); rc != 0 {
+			return nil, check("alloc nics", NoDomid, rc)
+		}
+		nics := unsafe.Slice(dc.nics, n)
+		for i := range nics {
+			cfg.NICs[i].fill(&nics[i])
+		}
+	}
+
+	dc.on_poweroff = C.LIBXL_ACTION_ON_SHUTDOWN_DESTROY
+	dc.on_reboot = C.LIBXL_ACTION_ON_SHUTDOWN_DESTROY
+	dc.on_crash = C.LIBXL_ACTION_ON_SHUTDOWN_PRESERVE
+	ok = true
+	return dc, nil
+}
+
+// fill sets the fields of an initialised libxl_device_disk.
+func (d *Disk) fill(c *C.libxl_device_disk) {
+	c.backend_domid = 0
+	c.pdev_path = cstr(d.Path)
+	c.vdev = cstr(d.Vdev)
+	c.backend = C.LIBXL_DISK_BACKEND_PHY
+	c.format = C.LIBXL_DISK_FORMAT_RAW
+	c.readwrite = 1
+	if d.ReadOnly {
+		c.readwrite = 0
+	}
+}
+
+// fill sets the fields of an initialised libxl_device_nic.
+func (n *NIC) fill(c *C.libxl_device_nic) {
+	c.backend_domid = 0
+	c.nictype = C.LIBXL_NIC_TYPE_VIF
+	c.bridge = cstr(n.Bridge)
+	c.script = cstr(n.Script)
+	for i, b := range n.MAC {
+		c.mac[i] = C.uint8_t(b)
+	}
+}
+
+// configJSON is libxl's JSON rendering of dc (what "xl list -l" shows).
+func configJSON(dc *C.libxl_domain_config) (string, error) {
+	// libxl_domain_config_to_json uses the ctx only to log failures.
+	s := C.libxl_domain_config_to_json(nil, dc)
+	if s == nil {
+		return "", errors.New("libxl: domain config to JSON failed")
+	}
+	defer C.free(unsafe.Pointer(s))
+	return C.GoString(s), nil
+}
+
+// JSON validates cfg and renders it as the libxl_domain_config that
+// CreateDomain would pass to libxl, in libxl's JSON form.
+func (cfg *DomainConfig) JSON() (string, error) {
+	dc, err := cfg.toC()
+	if err != nil {
+		return "", err
+	}
+	defer C.vxn_config_free(dc)
+	return configJSON(dc)
+}
