@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"os"
@@ -53,7 +52,7 @@ func newConsoleRelay(bundleDir string) (*consoleRelay, error) {
 	}
 	r := &consoleRelay{Path: p, dir: dir, ln: ln, master: make(chan *os.File, 1), errc: make(chan error, 1), copied: make(chan struct{})}
 	go func() {
-		f, err := RecvConsole(ln)
+		f, err := monitor.RecvConsole(ln)
 		if err != nil {
 			r.errc <- err
 			return
@@ -61,31 +60,6 @@ func newConsoleRelay(bundleDir string) (*consoleRelay, error) {
 		r.master <- f
 	}()
 	return r, nil
-}
-
-// RecvConsole accepts one connection on a console socket and returns the
-// terminal master sent over it.
-func RecvConsole(ln *net.UnixListener) (*os.File, error) {
-	c, err := ln.AcceptUnix()
-	if err != nil {
-		return nil, err
-	}
-	defer c.Close()
-	buf := make([]byte, 64)
-	oob := make([]byte, unix.CmsgSpace(4))
-	_, oobn, _, _, err := c.ReadMsgUnix(buf, oob)
-	if err != nil {
-		return nil, fmt.Errorf("receiving the terminal: %w", err)
-	}
-	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
-	if err != nil || len(msgs) != 1 {
-		return nil, errors.New("receiving the terminal: no file descriptor sent")
-	}
-	fds, err := unix.ParseUnixRights(&msgs[0])
-	if err != nil || len(fds) != 1 {
-		return nil, errors.New("receiving the terminal: no file descriptor sent")
-	}
-	return os.NewFile(uintptr(fds[0]), "console"), nil
 }
 
 // Start relays this terminal to the container's, in raw mode.

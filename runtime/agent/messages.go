@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"unicode"
 	"unicode/utf8"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -226,7 +227,7 @@ func DecodePsReply(p []byte) (PsReply, error) {
 func Sanitize(s string, max int) string {
 	var b []byte
 	for _, r := range s {
-		if r == utf8.RuneError || r < 0x20 || r == 0x7f {
+		if r == utf8.RuneError || !unicode.IsPrint(r) {
 			r = '?'
 		}
 		if len(b)+utf8.RuneLen(r) > max {

@@ -1,6 +1,7 @@
 package monitor
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -57,6 +58,31 @@ func SendConsole(socket string, master *os.File) error {
 		return fmt.Errorf("sending the terminal over %s: %w", socket, err)
 	}
 	return nil
+}
+
+// RecvConsole accepts one connection on a console socket and returns the
+// terminal master sent over it.
+func RecvConsole(ln *net.UnixListener) (*os.File, error) {
+	c, err := ln.AcceptUnix()
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	buf := make([]byte, 64)
+	oob := make([]byte, unix.CmsgSpace(4))
+	_, oobn, _, _, err := c.ReadMsgUnix(buf, oob)
+	if err != nil {
+		return nil, fmt.Errorf("receiving the terminal: %w", err)
+	}
+	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+	if err != nil || len(msgs) != 1 {
+		return nil, errors.New("receiving the terminal: no file descriptor sent")
+	}
+	fds, err := unix.ParseUnixRights(&msgs[0])
+	if err != nil || len(fds) != 1 {
+		return nil, errors.New("receiving the terminal: no file descriptor sent")
+	}
+	return os.NewFile(uintptr(fds[0]), "console"), nil
 }
 
 // MakeRaw puts a terminal in raw mode and returns its previous settings.
