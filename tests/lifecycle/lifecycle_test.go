@@ -1,0 +1,254 @@
+package lifecycle_test
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// TestLifecycle walks one container through create, start, exit and
+// delete, checking `vxn state` at every step.
+func TestLifecycle(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	b := h.bundle(withArgs("cat"))
+	in, inW := h.pipe()
+	c := h.mustCreate("life", b, in)
+	in.Close() // the monitor holds its own copy
+
+	raw, err := os.ReadFile(c.pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.HasSuffix(raw, []byte("\n")) || len(bytes.TrimSpace(raw)) != len(raw) {
+		t.Errorf("pid file %q: want the PID with no trailing newline", raw)
+	}
+	pid := c.pid()
+	if !alive(pid) {
+		t.Fatalf("pid-file process %d is not alive after create", pid)
+	}
+	st := h.wantStatus("life", specs.StateCreated)
+	if st.Pid != pid {
+		t.Errorf("state pid %d, pid file %d", st.Pid, pid)
+	}
+	if st.Bundle != b {
+		t.Errorf("state bundle %q, want %q", st.Bundle, b)
+	}
+
+	if r := h.mustVxn("start", "life"); r.stdout != "" {
+		t.Errorf("start printed %q", r.stdout)
+	}
+	st = h.wantStatus("life", specs.StateRunning)
+	if st.Pid != pid {
+		t.Errorf("running: state pid %d, pid file %d", st.Pid, pid)
+	}
+	// The container's stdin and stdout are create's.
+	if _, err := inW.Write([]byte("hello vxn\n")); err != nil {
+		t.Fatal(err)
+	}
+	if !eventually(10*time.Second, func() bool { return c.output() == "hello vxn\n" }) {
+		t.Fatalf("container stdout %q, want the line written to its stdin", c.output())
+	}
+	h.wantStatus("life", specs.StateRunning)
+
+	inW.Close() // cat exits
+	h.waitStatus("life", specs.StateStopped, 10*time.Second)
+	if !eventually(5*time.Second, func() bool { return !alive(pid) }) {
+		t.Errorf("pid-file process %d still alive after the container stopped", pid)
+	}
+	if r := h.mustVxn("delete", "life"); r.stdout != "" || r.stderr != "" {
+		t.Errorf("delete printed: %v", r)
+	}
+	h.assertGone("life")
+}
+
+// exitCases are container commands and the status each must end with.
+var exitCases = []struct {
+	name   string
+	script string
+	want   int
+}{
+	{"exit0", "exit 0", 0},
+	{"exit3", "exit 3", 3},
+	{"sigkill", "kill -9 $$", 137},
+}
+
+// TestExitStatus checks the container's exit status as `vxn run` reports
+// it, and as a subreaper waiting on the pid-file PID (conmon,
+// containerd-shim) sees it.
+func TestExitStatus(t *testing.T) {
+	t.Parallel()
+	for _, tc := range exitCases {
+		t.Run("run/"+tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t)
+			b := h.bundle(withArgs("sh", "-c", "echo before; "+tc.script))
+			r := h.vxn("run", "--bundle", b, "x"+tc.name)
+			if r.code != tc.want {
+				t.Errorf("vxn run: exit %d, want %d: %v", r.code, tc.want, r)
+			}
+			if r.stdout != "before\n" {
+				t.Errorf("vxn run stdout %q, want %q", r.stdout, "before\n")
+			}
+			if r.stderr != "" {
+				t.Errorf("vxn run stderr %q, want none", r.stderr)
+			}
+			h.assertGone("x" + tc.name)
+		})
+		t.Run("pidfile/"+tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t)
+			b := h.bundle(withArgs("sh", "-c", "echo before; "+tc.script))
+			id := "p" + tc.name
+			s := h.supervise(id, b)
+			s.mustCreated()
+			if st := h.wantStatus(id, specs.StateCreated); st.Pid != s.created.Pid {
+				t.Errorf("state pid %d, pid file %d", st.Pid, s.created.Pid)
+			}
+			h.mustVxn("start", id)
+			if got := s.exitStatus(30 * time.Second); got != tc.want {
+				t.Errorf("the pid-file process ended with %d, want %d", got, tc.want)
+			}
+			if out := s.output(); out != "before\n" {
+				t.Errorf("container stdout %q, want %q", out, "before\n")
+			}
+			h.wantStatus(id, specs.StateStopped)
+			h.mustVxn("delete", id)
+			h.assertGone(id)
+		})
+	}
+}
+
+// TestStdio checks that stdout and stderr stay apart and that stdin is
+// delivered intact (1 MiB of random bytes: 8-bit clean, nothing lost).
+func TestStdio(t *testing.T) {
+	t.Parallel()
+	data := make([]byte, 1<<20)
+	if _, err := rand.Read(data); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(data)
+	want := hex.EncodeToString(sum[:])
+
+	t.Run("cat", func(t *testing.T) {
+		t.Parallel()
+		h := newHarness(t)
+		b := h.bundle(withArgs("sh", "-c", "echo err1 >&2; cat; echo err2 >&2"))
+		r := h.vxnIn(bytes.NewReader(data), "run", "--bundle", b, "cat")
+		if r.code != 0 {
+			t.Fatalf("%v", r.String()[:min(len(r.String()), 2000)])
+		}
+		got := sha256.Sum256([]byte(r.stdout))
+		if hex.EncodeToString(got[:]) != want {
+			t.Errorf("stdout: %d bytes with sha256 %x; want the %d bytes of stdin (sha256 %s)", len(r.stdout), got, len(data), want)
+		}
+		if r.stderr != "err1\nerr2\n" {
+			t.Errorf("stderr %q, want %q", r.stderr, "err1\nerr2\n")
+		}
+		h.assertGone("cat")
+	})
+	t.Run("sha256sum", func(t *testing.T) {
+		t.Parallel()
+		h := newHarness(t)
+		b := h.bundle(withArgs("sh", "-c", "sha256sum; echo to-stderr >&2"))
+		r := h.vxnIn(bytes.NewReader(data), "run", "--bundle", b, "sum")
+		if r.code != 0 {
+			t.Fatalf("%v", r)
+		}
+		if f := strings.Fields(r.stdout); len(f) == 0 || f[0] != want {
+			t.Errorf("sha256sum in the container printed %q, want %s", r.stdout, want)
+		}
+		if r.stderr != "to-stderr\n" {
+			t.Errorf("stderr %q, want %q", r.stderr, "to-stderr\n")
+		}
+		h.assertGone("sum")
+	})
+	t.Run("interleaved", func(t *testing.T) {
+		t.Parallel()
+		h := newHarness(t)
+		var script strings.Builder
+		var wantOut, wantErr strings.Builder
+		for i := 0; i < 50; i++ {
+			fmt.Fprintf(&script, "echo out%d; echo err%d >&2; ", i, i)
+			fmt.Fprintf(&wantOut, "out%d\n", i)
+			fmt.Fprintf(&wantErr, "err%d\n", i)
+		}
+		b := h.bundle(withArgs("sh", "-c", script.String()))
+		r := h.vxn("run", "--bundle", b, "mix")
+		if r.code != 0 {
+			t.Fatalf("%v", r)
+		}
+		if r.stdout != wantOut.String() {
+			t.Errorf("stdout %q, want %q", r.stdout, wantOut.String())
+		}
+		if r.stderr != wantErr.String() {
+			t.Errorf("stderr %q, want %q", r.stderr, wantErr.String())
+		}
+		h.assertGone("mix")
+	})
+}
+
+// TestDelete checks delete's refusals and --force.
+func TestDelete(t *testing.T) {
+	t.Parallel()
+	t.Run("running", func(t *testing.T) {
+		t.Parallel()
+		h := newHarness(t)
+		b := h.bundle(withArgs("sleep", "100"))
+		c := h.mustCreate("run1", b, nil)
+		pid := c.pid()
+		h.mustVxn("start", "run1")
+		h.wantStatus("run1", specs.StateRunning)
+		rootfs := filepath.Join(b, "rootfs")
+		if !eventually(5*time.Second, func() bool { return len(procsIn(rootfs)) > 0 }) {
+			t.Fatalf("no container process runs in %s", rootfs)
+		}
+		wantFail(t, h.vxn("delete", "run1"), "not stopped")
+		h.wantStatus("run1", specs.StateRunning)
+		if !alive(pid) {
+			t.Errorf("a refused delete killed the monitor")
+		}
+
+		if r := h.mustVxn("delete", "--force", "run1"); r.stdout != "" || r.stderr != "" {
+			t.Errorf("delete --force printed: %v", r)
+		}
+		h.assertGone("run1")
+		if !eventually(5*time.Second, func() bool { return !alive(pid) }) {
+			t.Errorf("monitor %d alive after delete --force", pid)
+		}
+		if ps := procsIn(rootfs); len(ps) > 0 {
+			t.Errorf("container processes %v alive after delete --force", ps)
+		}
+	})
+	t.Run("created", func(t *testing.T) {
+		t.Parallel()
+		h := newHarness(t)
+		b := h.bundle(withArgs("true"))
+		pid := h.mustCreate("cr1", b, nil).pid()
+		wantFail(t, h.vxn("delete", "cr1"), "not stopped")
+		h.wantStatus("cr1", specs.StateCreated)
+		h.mustVxn("delete", "--force", "cr1")
+		h.assertGone("cr1")
+		if !eventually(5*time.Second, func() bool { return !alive(pid) }) {
+			t.Errorf("monitor alive after delete --force")
+		}
+	})
+	t.Run("unknown", func(t *testing.T) {
+		t.Parallel()
+		h := newHarness(t)
+		if r := h.vxn("delete", "--force", "nosuch"); r.code != 0 || r.stdout != "" || r.stderr != "" {
+			t.Errorf("delete --force of an unknown container must succeed silently: %v", r)
+		}
+		wantFail(t, h.vxn("delete", "nosuch"), "does not exist")
+		h.assertNothingCreated()
+	})
+}
