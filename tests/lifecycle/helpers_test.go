@@ -18,6 +18,7 @@ import (
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
 // cmdTimeout bounds one vxn command. No command of this suite should take
@@ -112,6 +113,18 @@ func (h *harness) rootfs(dir string) {
 		if err := os.Symlink("busybox", filepath.Join(bin, a)); err != nil {
 			h.t.Fatal(err)
 		}
+	}
+	// The fake's guest does no mounts: the shell needs /dev/null for
+	// background jobs, as images that ship a /dev have it.
+	dev := filepath.Join(dir, "dev")
+	if err := os.MkdirAll(dev, 0o755); err != nil {
+		h.t.Fatal(err)
+	}
+	if err := unix.Mknod(filepath.Join(dev, "null"), unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3))); err != nil {
+		h.t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "tmp"), 0o1777); err != nil {
+		h.t.Fatal(err)
 	}
 }
 
@@ -233,6 +246,12 @@ type ctr struct {
 // with a pid file. What create printed is in the result.
 func (h *harness) create(id, bundle string, stdin *os.File, extra ...string) (*ctr, result) {
 	h.t.Helper()
+	return h.createWith(nil, id, bundle, stdin, extra...)
+}
+
+// createWith is create with more global flags.
+func (h *harness) createWith(global []string, id, bundle string, stdin *os.File, extra ...string) (*ctr, result) {
+	h.t.Helper()
 	n := h.next()
 	c := &ctr{
 		h: h, id: id, bundle: bundle,
@@ -250,7 +269,8 @@ func (h *harness) create(id, bundle string, stdin *os.File, extra ...string) (*c
 		h.t.Fatal(err)
 	}
 	defer errf.Close()
-	args := append([]string{"--root", h.root, "create", "--bundle", bundle, "--pid-file", c.pidFile}, extra...)
+	args := append(append([]string{"--root", h.root}, global...), "create", "--bundle", bundle, "--pid-file", c.pidFile)
+	args = append(args, extra...)
 	args = append(args, id)
 	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
 	defer cancel()
