@@ -41,9 +41,9 @@ func TestBadBundle(t *testing.T) {
 			wants: []string{"config.json:3:26", "invalid character ','"},
 		},
 		{
-			name:   "ociVersion-2",
+			name:  "ociVersion-2",
 			spoil: editSpec(func(s *specs.Spec) { s.Version = "2.0.0" }),
-			wants:  []string{"ociVersion", `"2.0.0"`, "not supported"},
+			wants: []string{"ociVersion", `"2.0.0"`, "not supported"},
 		},
 		{
 			name: "missing-rootfs",
@@ -55,19 +55,19 @@ func TestBadBundle(t *testing.T) {
 			wants: []string{"root.path", "rootfs does not exist"},
 		},
 		{
-			name:   "empty-args",
+			name:  "empty-args",
 			spoil: editSpec(func(s *specs.Spec) { s.Process.Args = nil }),
-			wants:  []string{"process.args", "empty"},
+			wants: []string{"process.args", "empty"},
 		},
 		{
-			name:   "relative-cwd",
+			name:  "relative-cwd",
 			spoil: editSpec(func(s *specs.Spec) { s.Process.Cwd = "tmp" }),
-			wants:  []string{"process.cwd", `"tmp" is not an absolute path`},
+			wants: []string{"process.cwd", `"tmp" is not an absolute path`},
 		},
 		{
-			name:   "terminal-without-console-socket",
+			name:  "terminal-without-console-socket",
 			spoil: editSpec(func(s *specs.Spec) { s.Process.Terminal = true }),
-			wants:  []string{"terminal", "--console-socket"},
+			wants: []string{"terminal", "--console-socket"},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
