@@ -43,13 +43,16 @@ func prepareContainer(cfg *agent.Config) (string, error) {
 	}
 	guestLogf("%s is there after %v", dev, time.Since(start).Round(time.Millisecond))
 	readonly := cfg.Spec.Root != nil && cfg.Spec.Root.Readonly
+	start = time.Now()
 	if err := mountRootDisk(dev, containerRoot, readonly); err != nil {
 		return "", err
 	}
+	mounted := time.Now()
 	if err := setupRoot(containerRoot, cfg); err != nil {
 		return "", err
 	}
-	guestLogf("container root ready at %s", containerRoot)
+	guestLogf("container root ready at %s (disk mounted in %v, set up in %v)", containerRoot,
+		mounted.Sub(start).Round(time.Millisecond), time.Since(mounted).Round(time.Millisecond))
 	return containerRoot, nil
 }
 
