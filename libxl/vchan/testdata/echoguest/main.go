@@ -5,13 +5,14 @@
 // It mounts devtmpfs and proc, loads every /modules/*.ko (xen-evtchn,
 // xen-gntalloc, xen-gntdev, xen-blkfront) with finit_module, serves a vchan
 // at vchan.AgentPath(own domid) for dom0 and echoes every byte back until
-// dom0 closes. With echoguest.waitdisk=NAME on the kernel command line it
+// dom0 closes, then logs the SHA-256 of what it received. With echoguest.waitdisk=NAME on the kernel command line it
 // then waits up to a minute for /sys/block/NAME and reports its size. With
 // echoguest.ring=N it uses rings of N bytes. Then it powers the guest off;
 // on any failure it exits, which makes the guest kernel panic (a crash).
 package main
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"io"
 	"log"
@@ -80,11 +81,12 @@ func run() error {
 	}
 	log.Printf("listening at %s, rings of %d bytes", path, ring)
 	start := time.Now()
-	n, err := io.CopyBuffer(c, c, make([]byte, 256<<10))
+	h := sha256.New()
+	n, err := io.CopyBuffer(c, io.TeeReader(c, h), make([]byte, 256<<10))
 	if err != nil {
 		return fmt.Errorf("echo after %d bytes: %w", n, err)
 	}
-	log.Printf("echoed %d bytes in %v", n, time.Since(start))
+	log.Printf("echoed %d bytes in %v, sha256 %x", n, time.Since(start), h.Sum(nil))
 	if err := c.Close(); err != nil {
 		return err
 	}
