@@ -12,7 +12,6 @@ import (
 	"time"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
-	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
@@ -112,9 +111,10 @@ func mountRootDisk(dev, dir string, readonly bool) error {
 
 // containerFS makes changes inside a container root. Every path it is given
 // is resolved inside the root, symlinks included, as if the root were "/"
-// (filepath-securejoin), and the final operations go through file
-// descriptors of the resolved paths (openat2 RESOLVE_IN_ROOT), so neither
-// ".." nor a symlink in the image can reach outside the root.
+// (openat2 RESOLVE_IN_ROOT; filepath-securejoin where a path must be
+// created), and the changes go through file descriptors of what was
+// resolved, so neither ".." nor a symlink in the image reaches outside the
+// root.
 type containerFS struct {
 	path string   // the root directory, clean
 	dir  *os.File // the root directory, O_PATH
@@ -247,7 +247,8 @@ func isBind(m specs.Mount) bool {
 // fdPath names an open file for mount(2) and friends.
 func fdPath(f *os.File) string { return fmt.Sprintf("/proc/self/fd/%d", f.Fd()) }
 
-// resolve returns p resolved inside the root, as a path relative to it
+// resolve returns p resolved inside the root (symlinks included, a
+// dangling one to where it points), as a path relative to the root
 // starting with "/".
 func (c *containerFS) resolve(p string) (string, error) {
 	full, err := securejoin.SecureJoin(c.path, p)
@@ -257,14 +258,31 @@ func (c *containerFS) resolve(p string) (string, error) {
 	return cleanDest(strings.TrimPrefix(full, c.path)), nil
 }
 
-// open opens p in the root (O_PATH).
-func (c *containerFS) open(p string) (*os.File, error) {
-	rel, err := c.resolve(p)
+// openat2 opens name relative to dirfd without leaving the directory dirfd
+// (resolve is RESOLVE_IN_ROOT or RESOLVE_BENEATH, plus more RESOLVE_ flags).
+func openat2(dirfd int, name string, flags int, resolve uint64) (*os.File, error) {
+	fd, err := unix.Openat2(dirfd, name, &unix.OpenHow{
+		Flags:   uint64(flags | unix.O_CLOEXEC),
+		Resolve: resolve | unix.RESOLVE_NO_MAGICLINKS,
+	})
 	if err != nil {
-		return nil, err
+		return nil, &os.PathError{Op: "openat2", Path: name, Err: err}
 	}
-	return pathrs.OpenatInRoot(c.dir, rel)
+	return os.NewFile(uintptr(fd), name), nil
 }
+
+// openFlags opens p in the root with flags, following symlinks as if the
+// root were "/".
+func (c *containerFS) openFlags(p string, flags int) (*os.File, error) {
+	f, err := openat2(int(c.dir.Fd()), cleanDest(p), flags, unix.RESOLVE_IN_ROOT)
+	if err != nil {
+		return nil, fmt.Errorf("opening %s in the container root: %w", p, err)
+	}
+	return f, nil
+}
+
+// open opens p in the root (O_PATH).
+func (c *containerFS) open(p string) (*os.File, error) { return c.openFlags(p, unix.O_PATH) }
 
 // mkdirAll makes directory p and its parents in the root and opens it
 // (O_PATH).
@@ -273,11 +291,35 @@ func (c *containerFS) mkdirAll(p string) (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	h, err := pathrs.MkdirAllHandle(c.dir, rel, 0o755)
+	return c.mkdirAllResolved(rel)
+}
+
+// mkdirAllResolved makes directory rel, a path resolve returned, and its
+// parents, one component at a time beneath the root and following no
+// symlink (resolve has followed them), and opens it (O_PATH).
+func (c *containerFS) mkdirAllResolved(rel string) (*os.File, error) {
+	cur, err := openat2(int(c.dir.Fd()), ".", unix.O_PATH|unix.O_DIRECTORY, unix.RESOLVE_BENEATH)
 	if err != nil {
-		return nil, fmt.Errorf("mkdir %s in the container root: %w", p, err)
+		return nil, err
 	}
-	return h, nil
+	for _, name := range strings.Split(strings.Trim(rel, "/"), "/") {
+		if name == "" {
+			continue
+		}
+		const resolve = unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS
+		next, err := openat2(int(cur.Fd()), name, unix.O_PATH|unix.O_DIRECTORY, resolve)
+		if errors.Is(err, unix.ENOENT) {
+			if err = unix.Mkdirat(int(cur.Fd()), name, 0o755); err == nil || errors.Is(err, unix.EEXIST) {
+				next, err = openat2(int(cur.Fd()), name, unix.O_PATH|unix.O_DIRECTORY, resolve)
+			}
+		}
+		cur.Close()
+		if err != nil {
+			return nil, fmt.Errorf("mkdir %s in the container root: %w", rel, err)
+		}
+		cur = next
+	}
+	return cur, nil
 }
 
 // parentOf makes the parent directory of p in the root and opens it
@@ -290,9 +332,9 @@ func (c *containerFS) parentOf(p string) (*os.File, string, error) {
 	if rel == "/" {
 		return nil, "", fmt.Errorf("%s is the container root", p)
 	}
-	h, err := pathrs.MkdirAllHandle(c.dir, path.Dir(rel), 0o755)
+	h, err := c.mkdirAllResolved(path.Dir(rel))
 	if err != nil {
-		return nil, "", fmt.Errorf("mkdir %s in the container root: %w", path.Dir(p), err)
+		return nil, "", err
 	}
 	return h, path.Base(rel), nil
 }
@@ -389,7 +431,7 @@ func (c *containerFS) mount(m specs.Mount) error {
 	var lower *os.File
 	if o.tmpcopyup {
 		// Still the directory under the tmpfs once that is mounted.
-		if lower, err = pathrs.Reopen(h, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC); err != nil {
+		if lower, err = c.openFlags(dest, unix.O_RDONLY|unix.O_DIRECTORY); err != nil {
 			return fmt.Errorf("tmpcopyup %s: %w", dest, err)
 		}
 		defer lower.Close()
@@ -483,7 +525,7 @@ func (c *containerFS) finishMount(dest string, o mountOptions, lower *os.File, r
 	}
 	defer h.Close()
 	if lower != nil {
-		upper, err := pathrs.Reopen(h, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC)
+		upper, err := c.openFlags(dest, unix.O_RDONLY|unix.O_DIRECTORY)
 		if err != nil {
 			return fmt.Errorf("tmpcopyup %s: %w", dest, err)
 		}

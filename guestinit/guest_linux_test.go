@@ -423,3 +423,61 @@ func TestMountRootDisk(t *testing.T) {
 		t.Error("/dev/null taken for a block device")
 	}
 }
+
+func TestContainerFSPaths(t *testing.T) {
+	base := t.TempDir()
+	root := filepath.Join(base, "root")
+	os.MkdirAll(filepath.Join(root, "etc"), 0o755)
+	os.Symlink("../../..", filepath.Join(root, "etc/up"))
+	os.Symlink("/nowhere/deep", filepath.Join(root, "dangling"))
+	d, err := os.OpenFile(root, unix.O_PATH|unix.O_DIRECTORY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	c := &containerFS{path: root, dir: d}
+
+	for p, want := range map[string]string{
+		"/etc/up/x":      "/x",
+		"etc/../../../y": "/y",
+		"/dangling/z":    "/nowhere/deep/z",
+		"/":              "/",
+	} {
+		if got, err := c.resolve(p); got != want || err != nil {
+			t.Errorf("resolve(%q) = %q, %v; want %q", p, got, err, want)
+		}
+	}
+	h, err := c.mkdirAll("/etc/up/made/here")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Close()
+	if _, err := os.Stat(filepath.Join(root, "made/here")); err != nil {
+		t.Errorf("mkdirAll through a symlink: %v", err)
+	}
+	if h, err = c.mkdirAll("/dangling/z"); err != nil {
+		t.Fatal(err)
+	}
+	h.Close()
+	if _, err := os.Stat(filepath.Join(root, "nowhere/deep/z")); err != nil {
+		t.Errorf("mkdirAll through a dangling symlink: %v", err)
+	}
+	// A symlink where resolve saw none (a race) is refused.
+	if _, err := c.mkdirAllResolved("/etc/up/x"); !errors.Is(err, unix.ELOOP) {
+		t.Errorf("mkdirAllResolved through a symlink: %v", err)
+	}
+	if h, err = c.open("/etc/up/etc/up/etc"); err != nil {
+		t.Errorf("open through symlinks: %v", err)
+	} else {
+		var st, want unix.Stat_t
+		unix.Fstat(int(h.Fd()), &st)
+		unix.Stat(filepath.Join(root, "etc"), &want)
+		if st.Ino != want.Ino {
+			t.Error("open through symlinks left the root")
+		}
+		h.Close()
+	}
+	if _, err := os.Stat(filepath.Join(base, "made")); err == nil {
+		t.Error("mkdirAll escaped the root")
+	}
+}
