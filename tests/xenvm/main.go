@@ -45,7 +45,8 @@
 // xenvm writes the serial console (Xen and dom0) to RESULTS/console.log,
 // never to stdout, and with -guest-logs (default on) xenconsoled logs
 // every guest console to RESULTS/xenconsoled/guest-NAME.log. Files from
-// earlier runs in RESULTS are kept, except the ones xenvm itself writes.
+// earlier runs in RESULTS are kept, except the ones xenvm itself writes
+// (console.log, command.log, .xenvm/, xenconsoled/).
 //
 // Exit status: the command's (with "go run" every non-zero status becomes
 // 1; build the tool with "go build -o out/xenvm-run ./tests/xenvm" to see
@@ -264,6 +265,10 @@ func (o *options) writeControl() error {
 		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
 		}
+	}
+	// Guest console logs of earlier runs (xenconsoled appends).
+	if err := os.RemoveAll(filepath.Join(o.results, "xenconsoled")); err != nil {
+		return err
 	}
 	used := append([]string{o.dir}, o.argv...)
 	env, err := commandEnv(os.Getenv("PATH"), o.results, o.env, os.LookupEnv)
