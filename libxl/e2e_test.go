@@ -11,6 +11,7 @@
 //	go run ./tests/xenvm -env VXN_ECHOGUEST=$PWD/out/echoguest -- out/libxl-e2e.test -test.v
 //
 // The libxl log and guest consoles land in out/xenvm/results.
+// VXN_E2E_GUEST_ARGS is appended to the guest kernel command line.
 package libxl_test
 
 import (
@@ -65,7 +66,7 @@ func TestE2E(t *testing.T) {
 				Type:      tc.typ,
 				Kernel:    kernel,
 				Ramdisk:   initramfs,
-				Cmdline:   "console=hvc0",
+				Cmdline:   strings.TrimSpace("console=hvc0 " + os.Getenv("VXN_E2E_GUEST_ARGS")),
 				MaxMemKiB: 256 << 10,
 				VCPUs:     1,
 			}

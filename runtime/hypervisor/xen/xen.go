@@ -1,0 +1,366 @@
+// Package xen implements hypervisor.Hypervisor with Xen: every guest is a
+// DomU created through libxl (package libxl), its agent channel is a vchan
+// (package libxl/vchan) that guestinit serves at vchan.AgentPath, and its
+// console is captured from the pty that xenconsoled gives it.
+package xen
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/vxn-runtime/vxn/libxl"
+	"github.com/vxn-runtime/vxn/libxl/vchan"
+	"github.com/vxn-runtime/vxn/libxl/xtl"
+	"github.com/vxn-runtime/vxn/runtime/hypervisor"
+)
+
+// DefaultConsoleLogMax bounds a ConsoleLog file when Options do not.
+const DefaultConsoleLogMax = 1 << 20
+
+// How long Create waits for xenconsoled to publish a new guest's console.
+const consoleWait = 10 * time.Second
+
+// How often Connect retries while the guest boots.
+const connectRetry = 50 * time.Millisecond
+
+// Options configure New.
+type Options struct {
+	// Log receives the messages of libxl and the other Xen libraries at
+	// LogLevel and above. nil: they are dropped.
+	Log      xtl.LogFunc
+	LogLevel xtl.Level
+	// ConsoleLogMax bounds each ConsoleLog file (0: DefaultConsoleLogMax).
+	// Past it the file keeps its first half (the boot log) and the most
+	// recent output.
+	ConsoleLogMax int64
+}
+
+// Hypervisor creates and finds Xen guests.
+type Hypervisor struct {
+	log        *xtl.Logger
+	xl         *libxl.Context
+	consoleMax int64
+
+	mu    sync.Mutex
+	conns map[*conn]bool // open agent channels, closed by Close
+}
+
+var _ hypervisor.Hypervisor = (*Hypervisor)(nil)
+
+// New opens libxl. It fails when Xen is not running or the caller may not
+// manage it.
+func New(opts Options) (*Hypervisor, error) {
+	h := &Hypervisor{
+		log:        xtl.NewLogger(opts.LogLevel, opts.Log),
+		consoleMax: opts.ConsoleLogMax,
+		conns:      map[*conn]bool{},
+	}
+	if h.consoleMax <= 0 {
+		h.consoleMax = DefaultConsoleLogMax
+	}
+	xl, err := libxl.New(h.log)
+	if err != nil {
+		h.log.Close()
+		return nil, fmt.Errorf("xen: %w", err)
+	}
+	h.xl = xl
+	return h, nil
+}
+
+// Close closes the agent channels still open and libxl. Guests keep
+// running.
+func (h *Hypervisor) Close() error {
+	h.mu.Lock()
+	conns := h.conns
+	h.conns = nil
+	h.mu.Unlock()
+	for c := range conns {
+		c.Conn.Close()
+	}
+	err := h.xl.Close()
+	h.log.Close()
+	return err
+}
+
+// domainConfig turns a DomainSpec into libxl's terms.
+func domainConfig(spec hypervisor.DomainSpec) (*libxl.DomainConfig, error) {
+	cfg := &libxl.DomainConfig{
+		Name:      spec.Name,
+		UUID:      libxl.NewUUID(),
+		Kernel:    spec.Kernel,
+		Ramdisk:   spec.Ramdisk,
+		Cmdline:   spec.Cmdline,
+		MaxMemKiB: spec.MemoryMiB << 10,
+		VCPUs:     spec.VCPUs,
+	}
+	switch spec.Type {
+	case hypervisor.GuestPV, "":
+		cfg.Type = libxl.TypePV
+	case hypervisor.GuestPVH:
+		// Native TSC: required under QEMU/TCG, whose nested SVM
+		// misreports RDTSCP, and harmless on hardware for guests that
+		// are never migrated.
+		cfg.Type, cfg.TSCMode = libxl.TypePVH, libxl.TSCNative
+	default:
+		return nil, fmt.Errorf("guest type %q: %w", spec.Type, hypervisor.ErrUnsupported)
+	}
+	for _, d := range spec.Disks {
+		cfg.Disks = append(cfg.Disks, libxl.Disk{Path: d.Path, Vdev: d.Vdev, ReadOnly: d.ReadOnly})
+	}
+	return cfg, nil
+}
+
+// Create creates the domain paused, starts capturing its console, and
+// lets it run. On any error the domain is destroyed.
+func (h *Hypervisor) Create(ctx context.Context, spec hypervisor.DomainSpec) (_ hypervisor.Domain, err error) {
+	cfg, err := domainConfig(spec)
+	if err != nil {
+		return nil, fmt.Errorf("xen: create %s: %w", spec.Name, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("xen: create %s: %w", spec.Name, err)
+	}
+	d := &domain{h: h, name: spec.Name, uuid: cfg.UUID}
+	d.domid, err = h.xl.CreateDomain(cfg)
+	defer func() {
+		if err != nil {
+			if derr := d.Destroy(context.Background()); derr != nil {
+				err = errors.Join(err, derr)
+			}
+			err = fmt.Errorf("xen: create %s: %w", spec.Name, err)
+		}
+	}()
+	if err != nil {
+		if d.domid == libxl.NoDomid {
+			d.domid = 0 // nothing to destroy: libxl cleaned up
+		}
+		return nil, err
+	}
+	if spec.ConsoleLog != "" {
+		if d.console, err = h.captureConsole(ctx, d.domid, spec.ConsoleLog); err != nil {
+			return nil, err
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := h.xl.Unpause(d.domid); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// Lookup finds a guest by name. Dom0 is never found.
+func (h *Hypervisor) Lookup(_ context.Context, name string) (hypervisor.Domain, error) {
+	domid, err := h.xl.NameToDomid(name)
+	if err == nil && domid == 0 {
+		err = libxl.ErrDomainNotFound
+	}
+	var info libxl.DomainInfo
+	if err == nil {
+		info, err = h.xl.DomainInfo(domid)
+	}
+	if errors.Is(err, libxl.ErrDomainNotFound) {
+		return nil, fmt.Errorf("xen: lookup %s: %w", name, hypervisor.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("xen: lookup %s: %w", name, err)
+	}
+	return &domain{h: h, name: name, domid: domid, uuid: info.UUID}, nil
+}
+
+// domain is one guest, known by domid and, against domid reuse, UUID.
+// domid 0 means no domain (creation failed).
+type domain struct {
+	h       *Hypervisor
+	name    string
+	domid   uint32
+	uuid    libxl.UUID
+	console *console // nil unless this process created the domain
+}
+
+var _ hypervisor.Domain = (*domain)(nil)
+
+func (d *domain) Name() string { return d.name }
+
+func (d *domain) errorf(op string, err error) error {
+	return fmt.Errorf("xen: %s %s (domain %d): %w", op, d.name, d.domid, err)
+}
+
+// info reports on the domain, or hypervisor.ErrNotFound if it is gone
+// (or its domid now belongs to another domain).
+func (d *domain) info() (libxl.DomainInfo, error) {
+	if d.domid == 0 {
+		return libxl.DomainInfo{}, hypervisor.ErrNotFound
+	}
+	info, err := d.h.xl.DomainInfo(d.domid)
+	if errors.Is(err, libxl.ErrDomainNotFound) || (err == nil && info.UUID != d.uuid) {
+		return info, fmt.Errorf("%w: %w", hypervisor.ErrNotFound, libxl.ErrDomainNotFound)
+	}
+	return info, err
+}
+
+// Connect dials the guest's agent channel until guestinit listens, the
+// guest stops, or ctx ends.
+func (d *domain) Connect(ctx context.Context) (io.ReadWriteCloser, error) {
+	path := vchan.AgentPath(d.domid)
+	for {
+		vc, err := vchan.Dial(d.domid, path, vchan.WithLogger(d.h.log))
+		if err == nil {
+			return d.h.track(vc, d.domid)
+		}
+		if !errors.Is(err, vchan.ErrNoServer) {
+			return nil, d.errorf("connect", err)
+		}
+		info, err := d.info()
+		if err != nil {
+			return nil, d.errorf("connect", err)
+		}
+		if info.Shutdown || info.Dying {
+			return nil, d.errorf("connect", fmt.Errorf("guest stopped (%v) before its agent listened", info.ShutdownReason))
+		}
+		select {
+		case <-ctx.Done():
+			return nil, d.errorf("connect", fmt.Errorf("agent not listening at %s: %w", path, ctx.Err()))
+		case <-time.After(connectRetry):
+		}
+	}
+}
+
+// Wait returns when the guest has shut down or gone. The domain stays
+// until Destroy.
+func (d *domain) Wait(ctx context.Context) (hypervisor.ShutdownReason, error) {
+	r, err := d.h.xl.WaitForDeath(ctx, d.domid)
+	if err != nil {
+		return hypervisor.ReasonUnknown, d.errorf("wait", err)
+	}
+	return shutdownReason(r), nil
+}
+
+func shutdownReason(r libxl.ShutdownReason) hypervisor.ShutdownReason {
+	switch r {
+	case libxl.ShutdownPoweroff:
+		return hypervisor.ReasonPoweroff
+	case libxl.ShutdownReboot:
+		return hypervisor.ReasonReboot
+	case libxl.ShutdownCrash, libxl.ShutdownWatchdog:
+		return hypervisor.ReasonCrash
+	case libxl.ShutdownDestroyed:
+		return hypervisor.ReasonDestroyed
+	}
+	return hypervisor.ReasonUnknown
+}
+
+func (d *domain) Pause(context.Context) error {
+	if _, err := d.info(); err != nil {
+		return d.errorf("pause", err)
+	}
+	if err := d.h.xl.Pause(d.domid); err != nil {
+		return d.errorf("pause", err)
+	}
+	return nil
+}
+
+func (d *domain) Unpause(context.Context) error {
+	if _, err := d.info(); err != nil {
+		return d.errorf("unpause", err)
+	}
+	if err := d.h.xl.Unpause(d.domid); err != nil {
+		return d.errorf("unpause", err)
+	}
+	return nil
+}
+
+func (d *domain) Info(context.Context) (hypervisor.DomainInfo, error) {
+	info, err := d.info()
+	if err != nil {
+		return hypervisor.DomainInfo{}, d.errorf("info", err)
+	}
+	return hypervisor.DomainInfo{
+		ID:        info.Domid,
+		Name:      d.name,
+		State:     domainState(info),
+		MemoryKiB: info.CurrentMemKiB,
+		VCPUs:     info.VCPUs,
+		CPUTimeNs: uint64(info.CPUTime),
+	}, nil
+}
+
+func domainState(info libxl.DomainInfo) hypervisor.DomainState {
+	switch {
+	case info.Dying:
+		return hypervisor.StateDying
+	case info.Shutdown && (info.ShutdownReason == libxl.ShutdownCrash || info.ShutdownReason == libxl.ShutdownWatchdog):
+		return hypervisor.StateCrashed
+	case info.Shutdown:
+		return hypervisor.StateShutdown
+	case info.Paused:
+		return hypervisor.StatePaused
+	}
+	return hypervisor.StateRunning
+}
+
+// Destroy closes the agent channels to the guest (dom0 must unmap the
+// guest's pages for it to die), destroys it if it still exists, and stops
+// the console capture.
+func (d *domain) Destroy(context.Context) error {
+	d.h.closeConns(d.domid)
+	_, err := d.info()
+	if err == nil {
+		err = d.h.xl.Destroy(d.domid)
+	}
+	if errors.Is(err, hypervisor.ErrNotFound) || errors.Is(err, libxl.ErrDomainNotFound) {
+		err = nil
+	}
+	if d.console != nil {
+		d.console.stop()
+	}
+	if err != nil {
+		return d.errorf("destroy", err)
+	}
+	return nil
+}
+
+// conn is an agent channel that the Hypervisor tracks until it is closed.
+type conn struct {
+	*vchan.Conn
+	h     *Hypervisor
+	domid uint32
+}
+
+func (h *Hypervisor) track(vc *vchan.Conn, domid uint32) (io.ReadWriteCloser, error) {
+	c := &conn{Conn: vc, h: h, domid: domid}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.conns == nil {
+		vc.Close()
+		return nil, errors.New("xen: hypervisor closed")
+	}
+	h.conns[c] = true
+	return c, nil
+}
+
+func (c *conn) Close() error {
+	c.h.mu.Lock()
+	delete(c.h.conns, c)
+	c.h.mu.Unlock()
+	return c.Conn.Close()
+}
+
+func (h *Hypervisor) closeConns(domid uint32) {
+	h.mu.Lock()
+	var cs []*conn
+	for c := range h.conns {
+		if c.domid == domid {
+			cs = append(cs, c)
+		}
+	}
+	h.mu.Unlock()
+	for _, c := range cs {
+		c.Close()
+	}
+}
