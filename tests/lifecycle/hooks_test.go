@@ -130,6 +130,7 @@ func TestHooks(t *testing.T) {
 // the names of the hooks that ran.
 func failingCreate(t *testing.T, h *harness) string {
 	t.Helper()
+	guardFakePidHazard(t)
 	log := h.path("hooks.log")
 	ok := h.hookScript(log, 0)
 	bad := h.hookScript(log, 1)
@@ -199,7 +200,7 @@ func TestHookFailure(t *testing.T) {
 			})
 			h.mustCreate("hs", b, nil)
 			wantFail(t, h.vxn("start", "hs"), kind, bad)
-			h.waitStatus("hs", specs.StateStopped, 10*time.Second)
+			h.waitStatus("hs", specs.StateStopped, 5*time.Second)
 			h.mustVxn("delete", "hs")
 			h.assertGone("hs")
 			if names := hookNames(readHookLog(t, log)); names != kind+" poststop" {

@@ -2,6 +2,7 @@ package lifecycle_test
 
 import (
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -70,6 +71,34 @@ func TestKill(t *testing.T) {
 		h.wantStatus("ka", specs.StateStopped)
 		h.mustVxn("delete", "ka")
 		h.assertGone("ka")
+	})
+	t.Run("all-reaches-every-process", func(t *testing.T) {
+		// The init traps TERM and lives on: only --all can reach the
+		// two sleeps.
+		t.Parallel()
+		h := newHarness(t)
+		b := h.bundle(withArgs("sh", "-c", `trap "echo trapped" TERM; sleep 100 & sleep 100 & while true; do wait; done`))
+		rootfs := filepath.Join(b, "rootfs")
+		s := h.supervise("kt", b)
+		s.mustCreated()
+		h.mustVxn("start", "kt")
+		if !eventually(5*time.Second, func() bool { return len(procsIn(rootfs)) == 3 }) {
+			t.Fatalf("want sh and two sleeps in the container, have %s", describeProcs(procsIn(rootfs)))
+		}
+		h.mustVxn("kill", "--all", "kt", "TERM")
+		if !eventually(5*time.Second, func() bool { return len(procsIn(rootfs)) == 1 }) {
+			t.Errorf("after kill --all TERM: want only the trapping sh left, have %s", describeProcs(procsIn(rootfs)))
+		}
+		if !eventually(5*time.Second, func() bool { return strings.Contains(s.output(), "trapped") }) {
+			t.Errorf("the container's init did not get TERM: output %q", s.output())
+		}
+		h.wantStatus("kt", specs.StateRunning)
+		h.mustVxn("kill", "kt", "KILL")
+		if got := s.exitStatus(10 * time.Second); got != 137 {
+			t.Errorf("after kill KILL: exit status %d, want 137", got)
+		}
+		h.mustVxn("delete", "kt")
+		h.assertGone("kt")
 	})
 	t.Run("created", func(t *testing.T) {
 		// A container that was never started can be killed (runc allows

@@ -252,3 +252,41 @@ func TestDelete(t *testing.T) {
 		h.assertNothingCreated()
 	})
 }
+
+// TestStoppedIsFinal checks that once `vxn state` says "stopped" it never
+// says anything else, and that delete then succeeds, even while the
+// monitor is still exiting. The window is short: several containers
+// make hitting it likely.
+func TestStoppedIsFinal(t *testing.T) {
+	t.Parallel()
+	const n = 12
+	for i := 0; i < n; i++ {
+		t.Run(fmt.Sprint(i), func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t)
+			b := h.bundle(withArgs("true"))
+			id := fmt.Sprintf("fin%d", i)
+			h.mustCreate(id, b, nil)
+			h.mustVxn("start", id)
+			var seen []specs.ContainerState
+			stopped, after := false, 0
+			for deadline := time.Now().Add(10 * time.Second); after < 3; {
+				if time.Now().After(deadline) {
+					t.Fatalf("%s did not stop: %v", id, seen)
+				}
+				st := h.mustState(id)
+				seen = append(seen, st.Status)
+				if st.Status == specs.StateStopped {
+					stopped = true
+				} else if stopped {
+					t.Fatalf("state of %s went back from stopped to %s; states seen: %v", id, st.Status, seen)
+				}
+				if stopped && h.monitorGone(id) {
+					after++
+				}
+			}
+			h.mustVxn("delete", id)
+			h.assertGone(id)
+		})
+	}
+}
