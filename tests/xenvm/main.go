@@ -110,9 +110,10 @@ type options struct {
 	argv      []string
 }
 
-func parseFlags(args []string) (*options, error) {
+func parseFlags(args []string, output io.Writer) (*options, error) {
 	o := &options{}
 	fs := flag.NewFlagSet("xenvm", flag.ContinueOnError)
+	fs.SetOutput(output)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: go run ./tests/xenvm [flags] -- CMD [ARGS...]\n\nRuns CMD as root in the dom0 of a Xen 4.17 machine emulated by QEMU.\nSee the package documentation (go doc ./tests/xenvm) for details.\n\nflags:\n")
 		fs.PrintDefaults()
@@ -156,7 +157,7 @@ func logf(format string, args ...any) {
 }
 
 func run(args []string) int {
-	o, err := parseFlags(args)
+	o, err := parseFlags(args, os.Stderr)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 2
