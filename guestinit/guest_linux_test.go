@@ -182,7 +182,7 @@ func TestSetupRoot(t *testing.T) {
 			Domainname: "vxn.example",
 			Mounts: []specs.Mount{
 				{Destination: "/proc", Type: "proc", Source: "proc"},
-				{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
+				{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k", "ro"}},
 				{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "mode=0620", "gid=5"}},
 				{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
 				{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
@@ -323,6 +323,10 @@ func checkRoot(t *testing.T, root, escape string) {
 	}
 	if err := os.WriteFile(r("/run/newfile"), nil, 0o644); err != nil {
 		t.Errorf("/run not writable: %v", err)
+	}
+	unix.Statfs(r("/dev"), &st)
+	if st.Flags&unix.ST_RDONLY == 0 || st.Flags&unix.ST_NOSUID == 0 {
+		t.Errorf("/dev flags %#x, want read-only and nosuid", st.Flags)
 	}
 	unix.Statfs(r("/sys"), &st)
 	if st.Flags&unix.ST_RDONLY == 0 {

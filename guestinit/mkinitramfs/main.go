@@ -179,9 +179,12 @@ func collectModules(dir string) ([]module, error) {
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return nil, err
 	}
-	order, err := loadOrder(deps, builtin)
+	order, missing, err := loadOrder(deps, builtin)
 	if err != nil {
 		return nil, err
+	}
+	for _, m := range missing {
+		fmt.Printf("mkinitramfs: optional module %s: not in this kernel, left out\n", m)
 	}
 	mods := make([]module, 0, len(order))
 	for _, rel := range order {
@@ -229,13 +232,12 @@ func moduleName(p string) string {
 // loadOrder resolves the wanted modules against deps (from modules.dep)
 // and returns their paths and their dependencies' paths, each dependency
 // before the modules that need it. A wanted module that is built into the
-// kernel is skipped; a missing optional one too.
-func loadOrder(deps map[string][]string, builtin map[string]bool) ([]string, error) {
+// kernel is skipped; a missing optional one too, and listed in missing.
+func loadOrder(deps map[string][]string, builtin map[string]bool) (order, missing []string, err error) {
 	byName := map[string]string{}
 	for p := range deps {
 		byName[moduleName(p)] = p
 	}
-	var order []string
 	state := map[string]int{} // 1: visiting, 2: done
 	var visit func(p string, from string) error
 	visit = func(p, from string) error {
@@ -265,14 +267,16 @@ func loadOrder(deps map[string][]string, builtin map[string]bool) ([]string, err
 		switch {
 		case ok:
 			if err := visit(p, w.name); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
-		case builtin[name], w.optional:
+		case builtin[name]:
+		case w.optional:
+			missing = append(missing, w.name)
 		default:
-			return nil, fmt.Errorf("module %s: neither in modules.dep nor built into the kernel", w.name)
+			return nil, nil, fmt.Errorf("module %s: neither in modules.dep nor built into the kernel", w.name)
 		}
 	}
-	return order, nil
+	return order, missing, nil
 }
 
 // uncompressedName strips a compression suffix from a module path.

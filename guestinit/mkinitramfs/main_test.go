@@ -36,9 +36,9 @@ func TestLoadOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	builtin := map[string]bool{"xen_evtchn": true}
-	got, err := loadOrder(deps, builtin)
-	if err != nil {
-		t.Fatal(err)
+	got, missing, err := loadOrder(deps, builtin)
+	if err != nil || len(missing) != 0 {
+		t.Fatal(err, missing)
 	}
 	want := []string{
 		"kernel/drivers/block/xen-blkfront.ko",
@@ -81,7 +81,7 @@ func TestLoadOrderErrors(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := loadOrder(deps, nil); err == nil {
+		if _, _, err := loadOrder(deps, nil); err == nil {
 			t.Errorf("%s: no error", name)
 		} else {
 			t.Logf("%s: %v", name, err)
@@ -89,8 +89,8 @@ func TestLoadOrderErrors(t *testing.T) {
 	}
 	// Optional modules may be missing entirely.
 	deps, _ := parseModulesDep(strings.NewReader(strings.Join(strings.Split(testDep, "\n")[:7], "\n")))
-	if _, err := loadOrder(deps, map[string]bool{"xen_evtchn": true}); err != nil {
-		t.Errorf("without 9p: %v", err)
+	if _, missing, err := loadOrder(deps, map[string]bool{"xen_evtchn": true}); err != nil || !reflect.DeepEqual(missing, []string{"9pnet", "9pnet_xen", "9p"}) {
+		t.Errorf("without 9p: %v, missing %q", err, missing)
 	}
 	if _, err := parseModulesDep(strings.NewReader(": foo.ko\n")); err == nil {
 		t.Error("line without module path accepted")
