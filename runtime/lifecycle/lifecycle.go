@@ -32,7 +32,7 @@ import (
 
 // Sentinel errors for a command in the wrong state.
 var (
-	ErrNotRunning = errors.New("container is not running")
+	ErrNotRunning = errors.New("container not running")
 	ErrWrongState = errors.New("container is in the wrong state")
 )
 
