@@ -161,17 +161,8 @@ func TestSetupRoot(t *testing.T) {
 	base := t.TempDir()
 	root := filepath.Join(base, "root")
 	guestDir := filepath.Join(base, "guestdir") // a bind source the "guest" has
-	write(t, filepath.Join(guestDir, "data"), "guest data")
 	escape := fmt.Sprintf("vxn-escape-%d", time.Now().UnixNano())
 	hostEscape := filepath.Join("/tmp", escape)
-
-	// The image: symlinks that try to leave the root.
-	write(t, filepath.Join(root, "run/app/state"), "from the image")
-	os.Chmod(filepath.Join(root, "run/app"), 0o750)
-	write(t, filepath.Join(root, "proc/.keep"), "")
-	os.MkdirAll(filepath.Join(root, "etc"), 0o755)
-	os.Symlink("../../../../../../../../tmp/"+escape, filepath.Join(root, "etc/resolv.conf"))
-	os.Symlink("/", filepath.Join(root, "evil"))
 
 	uid := uint32(1000)
 	mode := os.FileMode(0o600)
@@ -214,9 +205,14 @@ func TestSetupRoot(t *testing.T) {
 			t.Errorf("mount tmpfs: %v", err)
 			return
 		}
-		// Rebuild the tree on the tmpfs (so nothing is left behind).
+		// The image, with symlinks that try to leave the root, on a
+		// tmpfs that goes away with the namespace.
 		write(t, filepath.Join(guestDir, "data"), "guest data")
 		write(t, filepath.Join(root, "run/app/state"), "from the image")
+		write(t, filepath.Join(root, "run/app/sub/deeper"), "deeper")
+		os.Symlink("../state", filepath.Join(root, "run/app/sub/link"))
+		unix.Mkfifo(filepath.Join(root, "run/app/fifo"), 0o640)
+		os.Lchown(filepath.Join(root, "run/app/sub/link"), 7, 8)
 		os.Chmod(filepath.Join(root, "run/app"), 0o750)
 		os.MkdirAll(filepath.Join(root, "etc"), 0o755)
 		os.Symlink("../../../../../../../../tmp/"+escape, filepath.Join(root, "etc/resolv.conf"))
@@ -283,6 +279,19 @@ func checkRoot(t *testing.T, root, escape string) {
 	}
 	if fi, err := os.Stat(r("/run/app")); err != nil || fi.Mode().Perm() != 0o750 {
 		t.Errorf("tmpcopyup dir: %v %v", fi, err)
+	}
+	if got := readFile("/run/app/sub/link"); got != "from the image" {
+		t.Errorf("tmpcopyup symlink: %q", got)
+	}
+	if got := readFile("/run/app/sub/deeper"); got != "deeper" {
+		t.Errorf("tmpcopyup nested file: %q", got)
+	}
+	var lst unix.Stat_t
+	if err := unix.Lstat(r("/run/app/sub/link"), &lst); err != nil || lst.Uid != 7 || lst.Gid != 8 {
+		t.Errorf("tmpcopyup symlink owner: %d:%d %v", lst.Uid, lst.Gid, err)
+	}
+	if err := unix.Lstat(r("/run/app/fifo"), &lst); err != nil || lst.Mode != unix.S_IFIFO|0o640 {
+		t.Errorf("tmpcopyup fifo: %o %v", lst.Mode, err)
 	}
 	if got := readFile("/etc/hosts"); got != "127.0.0.1 localhost\n" {
 		t.Errorf("/etc/hosts: %q", got)
