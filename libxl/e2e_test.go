@@ -19,12 +19,14 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -169,18 +171,8 @@ func runGuest(t *testing.T, c *libxl.Context, lg *xtl.Logger, cfg *libxl.DomainC
 		died <- death{r, err, time.Since(t0)}
 	}()
 
-	// Dial until the guest listens.
-	var conn *vchan.Conn
-	for {
-		conn, err = vchan.Dial(domid, vchan.AgentPath(domid), vchan.WithLogger(lg))
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, vchan.ErrNoServer) || time.Since(t0) > 2*time.Minute {
-			t.Fatalf("dial: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	// Sessions with the echo guest: echo, dom0 to guest, guest to dom0.
+	conn := dialSession(t, domid, lg, 'e')
 	tConnect := time.Since(t0)
 
 	// Pause and unpause with the channel open.
@@ -194,10 +186,34 @@ func runGuest(t *testing.T, c *libxl.Context, lg *xtl.Logger, cfg *libxl.DomainC
 		t.Fatal(err)
 	}
 
-	tEcho, sum, err := echo(conn, echoBytes)
+	data := make([]byte, echoBytes)
+	rand.Read(data)
+	tEcho, err := echo(conn, data)
 	if err != nil {
 		t.Error(err)
 	}
+	conn.Close()
+
+	conn = dialSession(t, domid, lg, 's')
+	t1 := time.Now()
+	if _, err := conn.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	tSink := time.Since(t1)
+	conn.Close()
+
+	conn = dialSession(t, domid, lg, 'R')
+	t1 = time.Now()
+	var hdr [8]byte
+	binary.BigEndian.PutUint64(hdr[:], echoBytes)
+	if _, err := conn.Write(hdr[:]); err != nil {
+		t.Fatal(err)
+	}
+	h := sha256.New()
+	if n, err := io.Copy(h, conn); err != nil || n != echoBytes {
+		t.Fatalf("reading from the guest: %d bytes, %v", n, err)
+	}
+	tSource := time.Since(t1)
 	conn.Close()
 
 	var tDiskAdd time.Duration
@@ -251,28 +267,58 @@ func runGuest(t *testing.T, c *libxl.Context, lg *xtl.Logger, cfg *libxl.DomainC
 	}
 
 	clog, _ := os.ReadFile(consoleLog)
-	if !bytes.Contains(clog, []byte(fmt.Sprintf("echoed %d bytes", echoBytes))) {
-		t.Errorf("console lacks the echo report; see %s", consoleLog)
-	} else if !bytes.Contains(clog, []byte(fmt.Sprintf("sha256 %x", sum))) {
-		t.Errorf("the guest received other bytes than were sent (dom0 to guest corruption); see %s", consoleLog)
+	sum := sha256.Sum256(data)
+	for _, want := range []string{
+		fmt.Sprintf("echoed %d bytes in .*, sha256 %x", echoBytes, sum),
+		fmt.Sprintf("received %d bytes in .*, sha256 %x", echoBytes, sum),
+		fmt.Sprintf("sent %d bytes in .*, sha256 %x", echoBytes, h.Sum(nil)),
+	} {
+		if !regexp.MustCompile(want).Match(clog) {
+			t.Errorf("console lacks %q (corrupted data?); see %s", want, consoleLog)
+		}
 	}
 	if disk && !bytes.Contains(clog, []byte("disk xvdb present, 131072 sectors")) {
 		t.Errorf("the guest did not see the hot-plugged disk; see %s", consoleLog)
 	}
 	mbps := func(d time.Duration) float64 { return float64(echoBytes) / d.Seconds() / 1e6 }
-	t.Logf("TIMING %s: create %v, vchan connected at %v (from create), echo of %d MiB %v = %.1f MB/s each way, "+
-		"disk add %v, poweroff seen at %v, destroy %v",
+	t.Logf("TIMING %s: create %v, vchan connected at %v (from create), %d MiB: echo %.1f MB/s each way, "+
+		"dom0->guest %.1f MB/s, guest->dom0 %.1f MB/s; disk add %v, poweroff seen at %v, destroy %v",
 		cfg.Name, tCreate.Round(time.Millisecond), tConnect.Round(time.Millisecond), echoBytes>>20,
-		tEcho.Round(time.Millisecond), mbps(tEcho), tDiskAdd.Round(time.Millisecond),
+		mbps(tEcho), mbps(tSink), mbps(tSource), tDiskAdd.Round(time.Millisecond),
 		d.at.Round(time.Millisecond), tDestroy.Round(time.Millisecond))
 }
 
-// echo writes n random bytes and reads them back concurrently. It returns
-// the time taken and the SHA-256 of the data.
-func echo(conn *vchan.Conn, n int) (time.Duration, [32]byte, error) {
-	data := make([]byte, n)
-	rand.Read(data)
-	sum := sha256.Sum256(data)
+// dialSession connects to the echo guest's next session (see its doc) and
+// sends the mode byte.
+func dialSession(t *testing.T, domid uint32, lg *xtl.Logger, mode byte) *vchan.Conn {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		conn, err := vchan.Dial(domid, vchan.AgentPath(domid), vchan.WithLogger(lg))
+		if err == nil {
+			var greeting [1]byte
+			if _, err = io.ReadFull(conn, greeting[:]); err == nil {
+				if greeting[0] != 'H' {
+					t.Fatalf("greeting %q", greeting)
+				}
+				if _, err := conn.Write([]byte{mode}); err != nil {
+					t.Fatal(err)
+				}
+				return conn
+			}
+			conn.Close() // the previous session's server
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("dial: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// echo writes data and reads it back concurrently, and returns the time
+// taken.
+func echo(conn *vchan.Conn, data []byte) (time.Duration, error) {
+	n := len(data)
 	start := time.Now()
 	werr := make(chan error, 1)
 	go func() {
@@ -286,16 +332,16 @@ func echo(conn *vchan.Conn, n int) (time.Duration, [32]byte, error) {
 	}()
 	got := make([]byte, n)
 	if _, err := io.ReadFull(conn, got); err != nil {
-		return 0, sum, fmt.Errorf("reading the echo: %w", err)
+		return 0, fmt.Errorf("reading the echo: %w", err)
 	}
 	elapsed := time.Since(start)
 	if err := <-werr; err != nil {
-		return 0, sum, fmt.Errorf("writing: %w", err)
+		return 0, fmt.Errorf("writing: %w", err)
 	}
 	if !bytes.Equal(got, data) {
-		return elapsed, sum, fmt.Errorf("echo differs: %s", describeDiff(got, data))
+		return elapsed, fmt.Errorf("echo differs: %s", describeDiff(got, data))
 	}
-	return elapsed, sum, nil
+	return elapsed, nil
 }
 
 // describeDiff summarises where got differs from want: the differing runs,

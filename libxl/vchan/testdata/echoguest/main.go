@@ -3,16 +3,19 @@
 // statically, as guestinit is linked.
 //
 // It mounts devtmpfs and proc, loads every /modules/*.ko (xen-evtchn,
-// xen-gntalloc, xen-gntdev, xen-blkfront) with finit_module, serves a vchan
-// at vchan.AgentPath(own domid) for dom0 and echoes every byte back until
-// dom0 closes, then logs the SHA-256 of what it received. With echoguest.waitdisk=NAME on the kernel command line it
-// then waits up to a minute for /sys/block/NAME and reports its size. With
-// echoguest.ring=N it uses rings of N bytes. Then it powers the guest off;
-// on any failure it exits, which makes the guest kernel panic (a crash).
+// xen-gntalloc, xen-gntdev, xen-blkfront) with finit_module, then serves
+// sessions (see session) on a vchan at vchan.AgentPath(own domid) for dom0,
+// one client after the other, until the last. With
+// echoguest.waitdisk=NAME on the kernel command line it then waits up to a
+// minute for /sys/block/NAME and reports its size. With echoguest.ring=N it
+// uses rings of N bytes. Then it powers the guest off; on any failure it
+// exits, which makes the guest kernel panic (a crash).
 package main
 
 import (
+	"crypto/rand"
 	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"log"
@@ -75,26 +78,85 @@ func run() error {
 		return err
 	}
 	path := vchan.AgentPath(domid)
-	c, err := vchan.Listen(path, 0, vchan.WithRingSize(ring))
-	if err != nil {
-		return err
+	for {
+		c, err := vchan.Listen(path, 0, vchan.WithRingSize(ring))
+		if err != nil {
+			return err
+		}
+		log.Printf("listening at %s, rings of %d bytes", path, ring)
+		more, err := session(c)
+		if cerr := c.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
+		if !more {
+			break
+		}
 	}
-	log.Printf("listening at %s, rings of %d bytes", path, ring)
-	start := time.Now()
-	h := sha256.New()
-	n, err := io.CopyBuffer(c, io.TeeReader(c, h), make([]byte, 256<<10))
-	if err != nil {
-		return fmt.Errorf("echo after %d bytes: %w", n, err)
-	}
-	log.Printf("echoed %d bytes in %v, sha256 %x", n, time.Since(start), h.Sum(nil))
-	if err := c.Close(); err != nil {
-		return err
-	}
-
 	if disk := args["echoguest.waitdisk"]; disk != "" {
 		return waitDisk(disk)
 	}
 	return nil
+}
+
+// session serves one client. It first sends the greeting 'H' (which waits
+// in the ring until the client connects: a client that reads EOF instead
+// found the previous session's server, and dials again). The client's
+// first byte picks what to do:
+//
+//	'e' echo every byte until EOF
+//	's' read until EOF
+//	'r' read an 8-byte big-endian count N, send N random bytes, close
+//
+// and in upper case ('E', 'S', 'R') it is the last session. The guest logs
+// the SHA-256 of the bytes it received or sent, so that dom0 can check
+// them in the console log.
+func session(c io.ReadWriter) (bool, error) {
+	if _, err := c.Write([]byte("H")); err != nil {
+		return false, err
+	}
+	mode := make([]byte, 1)
+	if _, err := io.ReadFull(c, mode); err != nil {
+		return false, fmt.Errorf("reading the mode: %w", err)
+	}
+	start := time.Now()
+	h := sha256.New()
+	buf := make([]byte, 256<<10)
+	switch mode[0] | 0x20 {
+	case 'e':
+		n, err := io.CopyBuffer(c, io.TeeReader(c, h), buf)
+		if err != nil {
+			return false, fmt.Errorf("echo after %d bytes: %w", n, err)
+		}
+		log.Printf("echoed %d bytes in %v, sha256 %x", n, time.Since(start), h.Sum(nil))
+	case 's':
+		n, err := io.CopyBuffer(h, c, buf)
+		if err != nil {
+			return false, fmt.Errorf("sink after %d bytes: %w", n, err)
+		}
+		log.Printf("received %d bytes in %v, sha256 %x", n, time.Since(start), h.Sum(nil))
+	case 'r':
+		var hdr [8]byte
+		if _, err := io.ReadFull(c, hdr[:]); err != nil {
+			return false, err
+		}
+		total := binary.BigEndian.Uint64(hdr[:])
+		for left := total; left > 0; {
+			b := buf[:min(left, uint64(len(buf)))]
+			rand.Read(b)
+			h.Write(b)
+			if _, err := c.Write(b); err != nil {
+				return false, fmt.Errorf("source: %w", err)
+			}
+			left -= uint64(len(b))
+		}
+		log.Printf("sent %d bytes in %v, sha256 %x", total, time.Since(start), h.Sum(nil))
+	default:
+		return false, fmt.Errorf("unknown mode %q", mode)
+	}
+	return mode[0]&0x20 != 0, nil
 }
 
 func loadModule(path string) error {
