@@ -101,6 +101,14 @@ func TestEchoGuest(t *testing.T) {
 				t.Fatal(err)
 			}
 			tConnect := time.Since(t0)
+			// The echo guest's protocol: greeting, then "echo, last session".
+			greeting := make([]byte, 1)
+			if _, err := io.ReadFull(rw, greeting); err != nil || greeting[0] != 'H' {
+				t.Fatalf("greeting %q, %v", greeting, err)
+			}
+			if _, err := rw.Write([]byte("E")); err != nil {
+				t.Fatal(err)
+			}
 			data := make([]byte, 8<<20)
 			rand.Read(data)
 			t1 := time.Now()
