@@ -202,6 +202,35 @@ func runGuest(t *testing.T, c *libxl.Context, lg *xtl.Logger, cfg *libxl.DomainC
 	tSink := time.Since(t1)
 	conn.Close()
 
+	// Hot-plug and unplug a disk while the guest runs.
+	var img string
+	var tDiskAdd, tDiskRemove time.Duration
+	if disk {
+		img = filepath.Join(t.TempDir(), "disk.img")
+		if err := os.WriteFile(img, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Truncate(img, 64<<20); err != nil {
+			t.Fatal(err)
+		}
+		t1 := time.Now()
+		if err := c.DiskAdd(domid, libxl.Disk{Path: img, Vdev: "xvdc", ReadOnly: true}); err != nil {
+			t.Fatal(err)
+		}
+		tDiskAdd = time.Since(t1)
+		if err := c.DiskAdd(domid, libxl.Disk{Path: img, Vdev: "xvdc"}); err == nil {
+			t.Error("a second xvdc was added")
+		}
+		t1 = time.Now()
+		if err := c.DiskRemove(domid, "xvdc"); err != nil {
+			t.Fatal(err)
+		}
+		tDiskRemove = time.Since(t1)
+		if err := c.DiskRemove(domid, "xvdc"); err == nil {
+			t.Error("xvdc was removed twice")
+		}
+	}
+
 	conn = dialSession(t, domid, lg, 'R')
 	t1 = time.Now()
 	var hdr [8]byte
@@ -216,20 +245,11 @@ func runGuest(t *testing.T, c *libxl.Context, lg *xtl.Logger, cfg *libxl.DomainC
 	tSource := time.Since(t1)
 	conn.Close()
 
-	var tDiskAdd time.Duration
+	// The guest waits for xvdb after its last session.
 	if disk {
-		img := filepath.Join(t.TempDir(), "disk.img")
-		if err := os.WriteFile(img, nil, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Truncate(img, 64<<20); err != nil {
-			t.Fatal(err)
-		}
-		t1 := time.Now()
 		if err := c.DiskAdd(domid, libxl.Disk{Path: img, Vdev: "xvdb"}); err != nil {
 			t.Fatal(err)
 		}
-		tDiskAdd = time.Since(t1)
 	}
 
 	var d death
@@ -282,9 +302,9 @@ func runGuest(t *testing.T, c *libxl.Context, lg *xtl.Logger, cfg *libxl.DomainC
 	}
 	mbps := func(d time.Duration) float64 { return float64(echoBytes) / d.Seconds() / 1e6 }
 	t.Logf("TIMING %s: create %v, vchan connected at %v (from create), %d MiB: echo %.1f MB/s each way, "+
-		"dom0->guest %.1f MB/s, guest->dom0 %.1f MB/s; disk add %v, poweroff seen at %v, destroy %v",
+		"dom0->guest %.1f MB/s, guest->dom0 %.1f MB/s; disk add %v, disk remove %v, poweroff seen at %v, destroy %v",
 		cfg.Name, tCreate.Round(time.Millisecond), tConnect.Round(time.Millisecond), echoBytes>>20,
-		mbps(tEcho), mbps(tSink), mbps(tSource), tDiskAdd.Round(time.Millisecond),
+		mbps(tEcho), mbps(tSink), mbps(tSource), tDiskAdd.Round(time.Millisecond), tDiskRemove.Round(time.Millisecond),
 		d.at.Round(time.Millisecond), tDestroy.Round(time.Millisecond))
 }
 
