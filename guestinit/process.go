@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -81,7 +82,7 @@ func (s *server) spawn(ss *session, root string, proc *specs.Process) error {
 	var stdio [3]*os.File
 	attr := &syscall.SysProcAttr{Setsid: true}
 	if proc.Terminal {
-		master, tty, err := pty.Open()
+		master, tty, err := openPty(root)
 		if err != nil {
 			return fmt.Errorf("allocating a terminal: %w", err)
 		}
@@ -161,6 +162,32 @@ func (s *server) spawn(ss *session, root string, proc *specs.Process) error {
 		return fmt.Errorf("sending the process spec: %w", werr)
 	}
 	return nil
+}
+
+// openPty opens a terminal pair from the container's own devpts instance
+// when it has one, so that the slave's path (/dev/pts/N) exists inside the
+// container; otherwise (host mode) from /dev/ptmx.
+func openPty(root string) (master, slave *os.File, err error) {
+	ptmx := filepath.Join(root, "dev/pts/ptmx")
+	if _, err := os.Stat(ptmx); err != nil {
+		return pty.Open()
+	}
+	mfd, err := unix.Open(ptmx, unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	master = os.NewFile(uintptr(mfd), "ptmx")
+	if err := unix.IoctlSetPointerInt(mfd, unix.TIOCSPTLCK, 0); err != nil {
+		master.Close()
+		return nil, nil, fmt.Errorf("unlocking the terminal: %w", err)
+	}
+	// TIOCGPTPEER opens the slave through the master's own devpts.
+	sfd, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(mfd), unix.TIOCGPTPEER, unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC)
+	if errno != 0 {
+		master.Close()
+		return nil, nil, fmt.Errorf("opening the terminal: %w", errno)
+	}
+	return master, os.NewFile(sfd, "pts"), nil
 }
 
 // relay copies one output stream of a session to the monitor.

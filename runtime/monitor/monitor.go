@@ -18,6 +18,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -141,12 +142,12 @@ func (m *Monitor) Boot(ctx context.Context) (err error) {
 	select {
 	case r := <-cc:
 		if r.err != nil {
-			return fmt.Errorf("connecting to the guest agent: %w (guest console: %s)", r.err, m.cfg.Domain.ConsoleLog)
+			return fmt.Errorf("connecting to the guest agent: %w%s", r.err, m.consoleTail())
 		}
 		rw = r.rw
 	case reason := <-m.domDead:
 		m.domDead <- reason
-		return fmt.Errorf("the guest stopped while booting (%s); its console log is %s", reason, m.cfg.Domain.ConsoleLog)
+		return fmt.Errorf("the guest stopped while booting (%s)%s", reason, m.consoleTail())
 	}
 	m.conn = agent.NewConn(rw)
 	go m.readAgent()
@@ -165,9 +166,9 @@ func (m *Monitor) Boot(ctx context.Context) (err error) {
 		return err
 	case reason := <-m.domDead:
 		m.domDead <- reason
-		return fmt.Errorf("the guest stopped while setting the container up (%s); its console log is %s", reason, m.cfg.Domain.ConsoleLog)
+		return fmt.Errorf("the guest stopped while setting the container up (%s)%s", reason, m.consoleTail())
 	case <-ctx.Done():
-		return fmt.Errorf("the guest did not get ready within %s; its console log is %s", m.cfg.BootTimeout, m.cfg.Domain.ConsoleLog)
+		return fmt.Errorf("the guest did not get ready within %s%s", m.cfg.BootTimeout, m.consoleTail())
 	}
 	if m.cfg.Spec.Process.Terminal {
 		if err := m.setupTerminal(); err != nil {
@@ -175,6 +176,30 @@ func (m *Monitor) Boot(ctx context.Context) (err error) {
 		}
 	}
 	return m.listenControl()
+}
+
+// consoleTailLines is how much of the guest's console a boot failure shows.
+const consoleTailLines = 20
+
+// consoleTail returns the end of the guest's console log for an error
+// message: a failed create removes the state directory with the log. The
+// console is the guest's output, so it is sanitised and bounded.
+func (m *Monitor) consoleTail() string {
+	b, err := os.ReadFile(m.cfg.Domain.ConsoleLog)
+	if err != nil || len(b) == 0 {
+		return ""
+	}
+	if len(b) > 8192 {
+		b = b[len(b)-8192:]
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > consoleTailLines {
+		lines = lines[len(lines)-consoleTailLines:]
+	}
+	for i, l := range lines {
+		lines[i] = "  " + agent.Sanitize(strings.TrimRight(l, "\r"), 200)
+	}
+	return "; the guest's console ended with:\n" + strings.Join(lines, "\n")
 }
 
 // Serve runs the container until its process exits (or the guest dies) and

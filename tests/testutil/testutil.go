@@ -108,14 +108,22 @@ func (c CLI) args(args ...string) []string {
 	return append(append([]string{"--root", c.Root}, c.Global...), args...)
 }
 
-// Run runs vxn with stdin and waits (at most 10 minutes).
+// Run runs vxn with stdin and waits (at most 10 minutes). Its stdout and
+// stderr are files, as an engine's are often: a monitor that keeps them
+// open after create does not hold the command up.
 func (c CLI) Run(t testing.TB, stdin io.Reader, args ...string) Result {
 	t.Helper()
 	cmd := c.Command(args...)
 	cmd.Stdin = stdin
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	cmd.WaitDelay = 10 * time.Second
+	dir := t.TempDir()
+	outF, err1 := os.Create(filepath.Join(dir, "stdout"))
+	errF, err2 := os.Create(filepath.Join(dir, "stderr"))
+	if err := errors.Join(err1, err2); err != nil {
+		t.Fatal(err)
+	}
+	defer outF.Close()
+	defer errF.Close()
+	cmd.Stdout, cmd.Stderr = outF, errF
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("vxn %v: %v", args, err)
 	}
@@ -128,7 +136,9 @@ func (c CLI) Run(t testing.TB, stdin io.Reader, args ...string) Result {
 		_ = cmd.Process.Kill()
 		t.Fatalf("vxn %v: no answer in 10 minutes", args)
 	}
-	r := Result{Stdout: out.String(), Stderr: errb.String()}
+	out, _ := os.ReadFile(outF.Name())
+	errb, _ := os.ReadFile(errF.Name())
+	r := Result{Stdout: string(out), Stderr: string(errb)}
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
 		r.Code = ee.ExitCode()
