@@ -57,7 +57,7 @@ func TestConcurrentSameID(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				<-gate
-				res[i].c, res[i].r, res[i].err = h.createRaw(nil, id, b, nil)
+				res[i].c, res[i].r, res[i].err = h.createRaw(nil, nil, id, b, nil)
 			}()
 		}
 		close(gate)
@@ -122,7 +122,7 @@ func TestConcurrentMany(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ctrs[i], results[i], errs[i] = h.createRaw(nil, id, b, r)
+			ctrs[i], results[i], errs[i] = h.createRaw(nil, nil, id, b, r)
 		}()
 	}
 	wg.Wait()

@@ -192,9 +192,15 @@ func runVxn(t *testing.T, stdin io.Reader, args ...string) result {
 
 // execVxn runs vxn with exactly args; safe in any goroutine.
 func execVxn(stdin io.Reader, args ...string) (result, error) {
+	return execVxnEnv(nil, stdin, args...)
+}
+
+// execVxnEnv runs vxn with exactly args and env (nil: this process's).
+func execVxnEnv(env []string, stdin io.Reader, args ...string) (result, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, vxnBin, args...)
+	cmd.Env = env
 	var stdout, stderr bytes.Buffer
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, &stdout, &stderr
 	// A process left holding the output pipes must not hang the test.
@@ -261,7 +267,7 @@ func (h *harness) create(id, bundle string, stdin *os.File, extra ...string) (*c
 // createWith is create with more global flags.
 func (h *harness) createWith(global []string, id, bundle string, stdin *os.File, extra ...string) (*ctr, result) {
 	h.t.Helper()
-	c, r, err := h.createRaw(global, id, bundle, stdin, extra...)
+	c, r, err := h.createRaw(nil, global, id, bundle, stdin, extra...)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -269,7 +275,8 @@ func (h *harness) createWith(global []string, id, bundle string, stdin *os.File,
 }
 
 // createRaw is createWith for any goroutine: it reports instead of failing.
-func (h *harness) createRaw(global []string, id, bundle string, stdin *os.File, extra ...string) (*ctr, result, error) {
+// env, if not nil, is create's whole environment.
+func (h *harness) createRaw(env, global []string, id, bundle string, stdin *os.File, extra ...string) (*ctr, result, error) {
 	n := h.next()
 	c := &ctr{
 		h: h, id: id, bundle: bundle,
@@ -294,6 +301,7 @@ func (h *harness) createRaw(global []string, id, bundle string, stdin *os.File, 
 	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, vxnBin, args...)
+	cmd.Env = env
 	if stdin != nil {
 		cmd.Stdin = stdin
 	}

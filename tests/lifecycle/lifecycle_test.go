@@ -7,8 +7,10 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -289,4 +291,87 @@ func TestStoppedIsFinal(t *testing.T) {
 			h.assertGone(id)
 		})
 	}
+}
+
+// TestEngineEnvironment runs the commands with the environment podman
+// gives kill, delete, pause and resume: no PATH, no HOME, only an empty
+// XDG_RUNTIME_DIR (plus what selects the fake hypervisor).
+func TestEngineEnvironment(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	b := h.bundle(withArgs("sleep", "100"))
+	env := []string{"XDG_RUNTIME_DIR=", "VXN_HYPERVISOR=fake", "VXN_FAKE_GUESTINIT=" + guestinitBin}
+	run := func(args ...string) {
+		t.Helper()
+		r, err := execVxnEnv(env, nil, append([]string{"--root", h.root}, args...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.code != 0 {
+			t.Fatalf("with no PATH or HOME: %v", r)
+		}
+	}
+	h.mustCreate("env", b, nil)
+	run("start", "env")
+	run("pause", "env")
+	h.wantStatus("env", "paused")
+	run("resume", "env")
+	h.wantStatus("env", specs.StateRunning)
+	run("kill", "env", "9")
+	h.waitStatus("env", specs.StateStopped, 10*time.Second)
+	run("delete", "env")
+	h.assertGone("env")
+
+	// create itself (mke2fs, the monitor) with the same environment.
+	_, r, err := h.createRaw(env, nil, "env2", b, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.code != 0 {
+		t.Fatalf("create with no PATH or HOME: %v", r)
+	}
+	run("start", "env2")
+	run("delete", "--force", "env2")
+	h.assertGone("env2")
+}
+
+// TestRunForwardsSignals checks that `vxn run` passes a signal it gets on
+// to the container, as `runc run` does, and exits with 128+signal.
+func TestRunForwardsSignals(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	b := h.bundle(withArgs("sleep", "100"))
+	rootfs := filepath.Join(b, "rootfs")
+	cmd := exec.Command(vxnBin, "--root", h.root, "run", "--bundle", b, "fwd")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.WaitDelay = 5 * time.Second
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(done)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-done
+	})
+	if !eventually(10*time.Second, func() bool { return len(procsIn(rootfs)) == 1 }) {
+		t.Fatalf("the container of vxn run does not run")
+	}
+	h.wantStatus("fwd", specs.StateRunning)
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("vxn run did not exit after SIGTERM; stderr %q", stderr.String())
+	}
+	if code := cmd.ProcessState.ExitCode(); code != 143 {
+		t.Errorf("vxn run exited %d after SIGTERM (%v), want 143; stderr %q", code, cmd.ProcessState, stderr.String())
+	}
+	h.assertGone("fwd")
 }
