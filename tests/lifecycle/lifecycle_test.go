@@ -5,11 +5,13 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -255,14 +257,17 @@ func TestDelete(t *testing.T) {
 	})
 }
 
-// TestStoppedIsFinal checks that once `vxn state` says "stopped" it never
-// says anything else, and that delete then succeeds, even while the
-// monitor is still exiting. The window is short: several containers
-// make hitting it likely.
+// TestStoppedIsFinal checks that once `vxn state` has said "stopped" it
+// never says anything else, and that delete then succeeds, even while the
+// monitor is still exiting. The window is short: several containers, each
+// watched by several concurrent `vxn state`, make hitting it likely.
 func TestStoppedIsFinal(t *testing.T) {
 	t.Parallel()
-	const n = 12
-	for i := 0; i < n; i++ {
+	const (
+		containers = 12
+		pollers    = 3
+	)
+	for i := 0; i < containers; i++ {
 		t.Run(fmt.Sprint(i), func(t *testing.T) {
 			t.Parallel()
 			h := newHarness(t)
@@ -270,23 +275,69 @@ func TestStoppedIsFinal(t *testing.T) {
 			id := fmt.Sprintf("fin%d", i)
 			h.mustCreate(id, b, nil)
 			h.mustVxn("start", id)
-			var seen []specs.ContainerState
-			stopped, after := false, 0
-			for deadline := time.Now().Add(10 * time.Second); after < 3; {
-				if time.Now().After(deadline) {
-					t.Fatalf("%s did not stop: %v", id, seen)
-				}
-				st := h.mustState(id)
-				seen = append(seen, st.Status)
-				if st.Status == specs.StateStopped {
-					stopped = true
-				} else if stopped {
-					t.Fatalf("state of %s went back from stopped to %s; states seen: %v", id, st.Status, seen)
-				}
-				if stopped && h.monitorGone(id) {
-					after++
+			type obs struct {
+				start, end time.Time
+				status     specs.ContainerState
+			}
+			var (
+				mu   sync.Mutex
+				seen []obs
+				wg   sync.WaitGroup
+				errs = make(chan error, pollers)
+			)
+			deadline := time.Now().Add(10 * time.Second)
+			for p := 0; p < pollers; p++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					after := 0
+					for after < 3 && time.Now().Before(deadline) {
+						o := obs{start: time.Now()}
+						r, err := execVxn(nil, "--root", h.root, "state", id)
+						o.end = time.Now()
+						if err != nil || r.code != 0 {
+							errs <- fmt.Errorf("%v %v", err, r)
+							return
+						}
+						var st specs.State
+						if err := json.Unmarshal([]byte(r.stdout), &st); err != nil {
+							errs <- err
+							return
+						}
+						o.status = st.Status
+						mu.Lock()
+						seen = append(seen, o)
+						mu.Unlock()
+						if st.Status == specs.StateStopped && h.monitorGone(id) {
+							after++
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Fatal(err)
+			}
+			var firstStopped *obs
+			for k := range seen {
+				if o := &seen[k]; o.status == specs.StateStopped && (firstStopped == nil || o.end.Before(firstStopped.end)) {
+					firstStopped = o
 				}
 			}
+			if firstStopped == nil {
+				t.Fatalf("%s never stopped", id)
+			}
+			var back []string
+			for _, o := range seen {
+				if o.status != specs.StateStopped && o.start.After(firstStopped.end) {
+					back = append(back, fmt.Sprintf("%s %s later", o.status, o.start.Sub(firstStopped.end).Round(time.Millisecond)))
+				}
+			}
+			if len(back) > 0 {
+				t.Errorf("state of %s went back from stopped to: %s", id, strings.Join(back, ", "))
+			}
+			h.waitStatus(id, specs.StateStopped, 10*time.Second)
 			h.mustVxn("delete", id)
 			h.assertGone(id)
 		})
