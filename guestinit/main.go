@@ -19,7 +19,10 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/signal"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/vxn-runtime/vxn/runtime/agent"
 )
@@ -74,6 +77,11 @@ func runHostMode(socket, rootfs string) error {
 	if socket == "" || rootfs == "" {
 		return errors.New("host mode needs -agent-socket and -rootfs")
 	}
+	if os.Getpid() == 1 {
+		if err := hostModeNamespace(); err != nil {
+			return err
+		}
+	}
 	l, err := net.Listen("unix", socket)
 	if err != nil {
 		return err
@@ -85,6 +93,31 @@ func runHostMode(socket, rootfs string) error {
 	}
 	s := newServer(c, func(cfg *agent.Config) (string, error) { return prepareHostRoot(cfg, rootfs) })
 	return s.serve()
+}
+
+// hostModeNamespace makes host mode look like a guest to its own code: the
+// fake hypervisor starts it as PID 1 of new pid and mount namespaces, where
+// it mounts a /proc of its own. SIGUSR1 and SIGUSR2 stop and continue every
+// other process of the namespace (the fake's pause).
+func hostModeNamespace() error {
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return fmt.Errorf("making mounts private: %w", err)
+	}
+	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+		return fmt.Errorf("mounting /proc: %w", err)
+	}
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, unix.SIGUSR1, unix.SIGUSR2)
+	go func() {
+		for s := range sigs {
+			if s == unix.SIGUSR1 {
+				_ = unix.Kill(-1, unix.SIGSTOP)
+			} else {
+				_ = unix.Kill(-1, unix.SIGCONT)
+			}
+		}
+	}()
+	return nil
 }
 
 // logf writes a line to the console: the host keeps it as the guest's log.

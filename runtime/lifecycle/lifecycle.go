@@ -116,12 +116,17 @@ func (r *Runtime) Create(ctx context.Context, id string, o CreateOptions) (_ *Cr
 		return nil, err
 	}
 	var mon *os.Process
+	var poststop []specs.Hook // set once hooks have begun
 	defer func() {
 		if err != nil {
 			if mon != nil {
 				_ = mon.Kill()
 			}
 			r.destroyDomain(domainName(id))
+			// The lifecycle continues at delete: poststop hooks run.
+			if poststop != nil {
+				r.runPoststop(context.Background(), poststop, id, b.Dir, b.Spec.Annotations)
+			}
 			_ = dir.Remove()
 		}
 	}()
@@ -158,6 +163,7 @@ func (r *Runtime) Create(ctx context.Context, id string, o CreateOptions) (_ *Cr
 		return nil, err
 	}
 	st := r.ociState(c, StatusCreating)
+	poststop = append([]specs.Hook{}, hooks.For(b.Spec.Hooks, hooks.Poststop)...)
 	for _, k := range []hooks.Kind{hooks.Prestart, hooks.CreateRuntime, hooks.CreateContainer} {
 		if err := hooks.Run(ctx, k, hooks.For(b.Spec.Hooks, k), st); err != nil {
 			return nil, err
@@ -203,6 +209,7 @@ func (r *Runtime) monitorConfig(dir *state.Dir, b *bundle.Bundle, consoleSocket 
 		Files:         files,
 		ConsoleSocket: consoleSocket,
 		ControlSocket: dir.File(state.SocketFile),
+		ExitFile:      dir.File(state.ExitFile),
 		BootTimeout:   g.BootTimeout,
 	}
 	data, err := json.Marshal(cfg)
@@ -421,6 +428,9 @@ func (r *Runtime) status(dir *state.Dir, c *state.Container) specs.ContainerStat
 	if !procfs.Alive(c.MonitorPid, c.MonitorStart) {
 		return specs.StateStopped
 	}
+	if _, err := os.Stat(dir.File(state.ExitFile)); err == nil {
+		return specs.StateStopped // the monitor is tearing the guest down
+	}
 	resp, err := monitor.Call(dir.File(state.SocketFile), monitor.Request{Op: monitor.OpState}, 10*time.Second)
 	if err != nil {
 		if !procfs.Alive(c.MonitorPid, c.MonitorStart) {
@@ -481,10 +491,17 @@ func (r *Runtime) Start(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	if err := hooks.Run(ctx, hooks.StartContainer, hooks.For(cfg.Spec.Hooks, hooks.StartContainer), r.ociState(c, specs.StateCreated)); err != nil {
+	sock := dir.File(state.SocketFile)
+	// A failing startContainer or poststart hook stops the container
+	// (runtime-spec lifecycle steps 7 and 9); delete then finishes it.
+	stop := func(err error) error {
+		_, _ = monitor.Call(sock, monitor.Request{Op: monitor.OpKill, Signal: int(syscall.SIGKILL), All: true}, 30*time.Second)
 		return err
 	}
-	if _, err := monitor.Call(dir.File(state.SocketFile), monitor.Request{Op: monitor.OpStart}, 2*time.Minute); err != nil {
+	if err := hooks.Run(ctx, hooks.StartContainer, hooks.For(cfg.Spec.Hooks, hooks.StartContainer), r.ociState(c, specs.StateCreated)); err != nil {
+		return stop(err)
+	}
+	if _, err := monitor.Call(sock, monitor.Request{Op: monitor.OpStart}, 2*time.Minute); err != nil {
 		return err
 	}
 	c.Started = true
@@ -492,7 +509,7 @@ func (r *Runtime) Start(ctx context.Context, id string) error {
 		return err
 	}
 	if err := hooks.Run(ctx, hooks.Poststart, hooks.For(cfg.Spec.Hooks, hooks.Poststart), r.ociState(c, specs.StateRunning)); err != nil {
-		r.opts.Log.Warnf("%v", err)
+		return stop(err)
 	}
 	return nil
 }
@@ -562,14 +579,18 @@ func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
 		r.stopMonitor(dir, c)
 	}
 	r.destroyDomain(c.Domain)
-	var hks []specs.Hook
 	if cfg, err := loadMonitorConfig(dir); err == nil {
-		hks = hooks.For(cfg.Spec.Hooks, hooks.Poststop)
-	}
-	if err := hooks.Run(ctx, hooks.Poststop, hks, r.ociState(c, specs.StateStopped)); err != nil {
-		r.opts.Log.Warnf("%v", err)
+		r.runPoststop(ctx, hooks.For(cfg.Spec.Hooks, hooks.Poststop), id, c.Bundle, c.Annotations)
 	}
 	return dir.Remove()
+}
+
+// runPoststop runs poststop hooks; a failure is only a warning.
+func (r *Runtime) runPoststop(ctx context.Context, hks []specs.Hook, id, bundleDir string, annotations map[string]string) {
+	st := specs.State{Version: specs.Version, ID: id, Status: specs.StateStopped, Bundle: bundleDir, Annotations: annotations}
+	if err := hooks.Run(ctx, hooks.Poststop, hks, st); err != nil {
+		r.opts.Log.Warnf("%v", err)
+	}
 }
 
 // stopMonitor kills the container and waits for its monitor to exit,
@@ -578,7 +599,10 @@ func (r *Runtime) stopMonitor(dir *state.Dir, c *state.Container) {
 	if c.MonitorPid == 0 {
 		return
 	}
-	_, _ = monitor.Call(dir.File(state.SocketFile), monitor.Request{Op: monitor.OpKill, Signal: int(syscall.SIGKILL), All: true}, 10*time.Second)
+	sock := dir.File(state.SocketFile)
+	// A paused guest cannot act on the kill (runc thaws first, too).
+	_, _ = monitor.Call(sock, monitor.Request{Op: monitor.OpResume}, 10*time.Second)
+	_, _ = monitor.Call(sock, monitor.Request{Op: monitor.OpKill, Signal: int(syscall.SIGKILL), All: true}, 10*time.Second)
 	for i := 0; i < 200 && procfs.Alive(c.MonitorPid, c.MonitorStart); i++ {
 		time.Sleep(50 * time.Millisecond)
 	}

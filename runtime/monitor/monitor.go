@@ -29,6 +29,7 @@ import (
 
 	"github.com/vxn-runtime/vxn/runtime/agent"
 	"github.com/vxn-runtime/vxn/runtime/hypervisor"
+	"github.com/vxn-runtime/vxn/runtime/state"
 )
 
 // Exit statuses the monitor uses when the container process did not report
@@ -39,6 +40,11 @@ const (
 	StatusGuestDied = 255
 )
 
+// ExitRecord is what the monitor writes to Config.ExitFile.
+type ExitRecord struct {
+	Status int `json:"status"`
+}
+
 // Config is what create hands the monitor (saved as monitor.json).
 type Config struct {
 	ID            string                `json:"id"`
@@ -48,7 +54,10 @@ type Config struct {
 	Files         []agent.File          `json:"files,omitempty"`
 	ConsoleSocket string                `json:"consoleSocket,omitempty"`
 	ControlSocket string                `json:"controlSocket"`
-	BootTimeout   time.Duration         `json:"bootTimeout"`
+	// ExitFile receives the container's exit status the moment it is
+	// known, before the guest is torn down.
+	ExitFile    string        `json:"exitFile"`
+	BootTimeout time.Duration `json:"bootTimeout"`
 }
 
 // Stdio is the container's stdio as the monitor received it.
@@ -241,6 +250,12 @@ func (m *Monitor) finish(status int) {
 		m.stopping = true
 		m.mu.Unlock()
 		m.status = status
+		if m.cfg.ExitFile != "" {
+			b, _ := json.Marshal(ExitRecord{Status: status})
+			if err := state.WriteFileAtomic(m.cfg.ExitFile, b, 0o600); err != nil {
+				m.log.Errorf("recording the exit status: %v", err)
+			}
+		}
 		m.shutdownGuest()
 		if m.ctlLn != nil {
 			m.ctlLn.Close()

@@ -74,3 +74,22 @@ func Descendants(pids ...int) []int {
 	}
 	return out
 }
+
+// PidfdPid returns the PID of the process a pidfd refers to, in the pid
+// namespace of /proc (from the "Pid:" line of its fdinfo).
+func PidfdPid(pidfd int) (int, error) {
+	b, err := os.ReadFile("/proc/self/fdinfo/" + strconv.Itoa(pidfd))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "Pid:"); ok {
+			pid, err := strconv.Atoi(strings.TrimSpace(v))
+			if err != nil || pid <= 0 {
+				return 0, fmt.Errorf("pidfd %d: process has exited or is not visible in /proc", pidfd)
+			}
+			return pid, nil
+		}
+	}
+	return 0, fmt.Errorf("fd %d is not a pidfd", pidfd)
+}

@@ -33,6 +33,7 @@ const (
 	MonitorLog  = "monitor.log"
 	ConsoleLog  = "console.log"
 	RootfsImage = "rootfs.img"
+	ExitFile    = "exit.json"
 )
 
 // maxIDLen bounds IDs: the state path and the Xen domain name

@@ -215,7 +215,6 @@ func TestPauseResume(t *testing.T) {
 func TestDeletePaused(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
-	guardFakePidHazard(t)
 	b := h.bundle(withArgs("sleep", "100"))
 	h.mustCreate("dp", b, nil)
 	h.mustVxn("start", "dp")

@@ -654,27 +654,3 @@ func eventually(timeout time.Duration, cond func() bool) bool {
 	}
 }
 
-// guardFakePidHazard skips a test that makes vxn destroy a fake guest from
-// another process (a failed create, delete --force of a frozen container)
-// when that could hit an unrelated host process.
-//
-// BUG (runtime/hypervisor/fake): the monitor runs in its own pid
-// namespace, so the fake records guestinit's PID as seen there (a small
-// number, about 7) while /proc is the host's. `vxn create` or `vxn
-// delete`, in the host's namespace, then find that host PID "alive" and
-// SIGKILL it and its descendants. Where low host PIDs are kernel threads
-// (a VM) that is harmless but slow (5 s); in a container it could kill the
-// CI itself.
-func guardFakePidHazard(t *testing.T) {
-	t.Helper()
-	for pid := 2; pid <= 32; pid++ {
-		f := procStat(pid)
-		if f == nil {
-			continue
-		}
-		kthread := (pid == 2 || f[1] == "2") && procCmdline(pid) == ""
-		if !kthread {
-			t.Skipf("BUG: the fake hypervisor would SIGKILL host pid %d (%q) here, see guardFakePidHazard", pid, procCmdline(pid))
-		}
-	}
-}

@@ -30,10 +30,14 @@ type Hypervisor struct {
 	GuestInit string // path of the guestinit binary
 }
 
-// New returns a fake hypervisor keeping its registry in dir.
+// New returns a fake hypervisor keeping its registry in dir. It needs
+// root: guests get namespaces and the container process a chroot.
 func New(dir, guestinit string) (*Hypervisor, error) {
 	if guestinit == "" {
 		return nil, errors.New("fake hypervisor: no guestinit binary given")
+	}
+	if os.Geteuid() != 0 {
+		return nil, errors.New("fake hypervisor: needs root (namespaces and chroot)")
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("fake hypervisor: %w", err)
@@ -79,13 +83,25 @@ func (h *Hypervisor) Create(ctx context.Context, spec hypervisor.DomainSpec) (hy
 		defer f.Close()
 		cmd.Stdout, cmd.Stderr = f, f
 	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if os.Geteuid() == 0 {
-		// Like a guest: its own PID 1 and hostname.
-		cmd.SysProcAttr.Cloneflags = syscall.CLONE_NEWPID | syscall.CLONE_NEWUTS
+	// Like a guest: its own PID 1 (which takes every process with it when
+	// it dies), hostname and /proc.
+	pidfd := -1
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Setsid:     true,
+		Cloneflags: syscall.CLONE_NEWPID | syscall.CLONE_NEWUTS | syscall.CLONE_NEWNS,
+		PidFD:      &pidfd,
 	}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("fake hypervisor: starting guestinit: %w", err)
+	}
+	// The creator may live in a pid namespace of its own (the monitor
+	// does) while /proc is the host's: the registry needs the host PID,
+	// which the pidfd's fdinfo gives in /proc's namespace.
+	hostPid, err := procfs.PidfdPid(pidfd)
+	syscall.Close(pidfd)
+	if err != nil {
+		_ = cmd.Process.Kill()
+		return nil, fmt.Errorf("fake hypervisor: %w", err)
 	}
 	d := &Domain{hv: h, name: spec.Name, cmd: cmd, done: make(chan struct{})}
 	go func() {
@@ -96,12 +112,12 @@ func (h *Hypervisor) Create(ctx context.Context, spec hypervisor.DomainSpec) (hy
 		}
 		close(d.done)
 	}()
-	st, err := procfs.StartTime(cmd.Process.Pid)
+	st, err := procfs.StartTime(hostPid)
 	if err != nil {
 		_ = cmd.Process.Kill()
 		return nil, fmt.Errorf("fake hypervisor: guestinit exited at once (see %s)", spec.ConsoleLog)
 	}
-	d.rec = record{Pid: cmd.Process.Pid, Start: st, Socket: sock}
+	d.rec = record{Pid: hostPid, Start: st, Socket: sock}
 	if err := h.save(d.name, d.rec); err != nil {
 		_ = cmd.Process.Kill()
 		return nil, err
@@ -195,7 +211,9 @@ func (d *Domain) Wait(ctx context.Context) (hypervisor.ShutdownReason, error) {
 	return hypervisor.ReasonPoweroff, nil
 }
 
-// Pause stops every process of the guest.
+// Pause stops every process of the guest: host-mode guestinit, PID 1 of
+// the guest's pid namespace, does it on SIGUSR1 (and continues them on
+// SIGUSR2).
 func (d *Domain) Pause(context.Context) error { return d.setPaused(true) }
 
 // Unpause continues every process of the guest.
@@ -205,15 +223,31 @@ func (d *Domain) setPaused(p bool) error {
 	if d.gone() {
 		return fmt.Errorf("fake hypervisor: %s: %w", d.name, hypervisor.ErrNotFound)
 	}
-	sig := syscall.SIGCONT
+	sig := syscall.SIGUSR2
 	if p {
-		sig = syscall.SIGSTOP
+		sig = syscall.SIGUSR1
 	}
-	for _, pid := range append([]int{d.rec.Pid}, procfs.Descendants(d.rec.Pid)...) {
-		_ = syscall.Kill(pid, sig)
+	if err := d.signal(sig); err != nil {
+		return err
 	}
 	d.rec.Paused = p
 	return d.hv.save(d.name, d.rec)
+}
+
+// signal signals guestinit: through the process handle where this process
+// created it (its PID may be in another namespace than /proc's), else by
+// host PID.
+func (d *Domain) signal(sig syscall.Signal) error {
+	var err error
+	if d.cmd != nil {
+		err = d.cmd.Process.Signal(sig)
+	} else {
+		err = syscall.Kill(d.rec.Pid, sig)
+	}
+	if err != nil && !errors.Is(err, os.ErrProcessDone) && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("fake hypervisor: signalling %s: %w", d.name, err)
+	}
+	return nil
 }
 
 // Info reports the guest's state.
@@ -231,12 +265,12 @@ func (d *Domain) Info(context.Context) (hypervisor.DomainInfo, error) {
 	return hypervisor.DomainInfo{ID: uint32(d.rec.Pid), Name: d.name, State: st, VCPUs: 1}, nil
 }
 
-// Destroy kills the guest and everything in it.
+// Destroy kills the guest and everything in it: guestinit is PID 1 of its
+// pid namespace, so the kernel kills the rest.
 func (d *Domain) Destroy(context.Context) error {
 	if !d.gone() {
-		pids := append([]int{d.rec.Pid}, procfs.Descendants(d.rec.Pid)...)
-		for _, pid := range pids {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
+		if err := d.signal(syscall.SIGKILL); err != nil {
+			return err
 		}
 		for i := 0; i < 500 && !d.gone(); i++ {
 			time.Sleep(10 * time.Millisecond)
