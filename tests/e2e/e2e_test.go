@@ -331,7 +331,10 @@ func domains(t *testing.T) int {
 
 func TestGuestKernelCrash(t *testing.T) {
 	c := cli(t)
-	b, _ := testutil.Bundle(t, "sh", "-c", "echo c > /proc/sysrq-trigger; sleep 60")
+	b, spec := testutil.Bundle(t, "sh", "-c", "echo c > /proc/sysrq-trigger; sleep 60")
+	// The default spec makes /proc/sysrq-trigger read-only, as runc's does.
+	spec.Linux.ReadonlyPaths = nil
+	testutil.WriteSpec(t, b, spec)
 	r := c.Run(t, nil, "run", "--bundle", b, "crash")
 	if r.Code == 0 {
 		t.Fatalf("a crashed guest reported success: %v", r)
