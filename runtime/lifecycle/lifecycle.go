@@ -527,6 +527,22 @@ func (r *Runtime) Kill(id string, sig int, all bool) error {
 	return err
 }
 
+// Ps lists the processes of a running container's guest.
+func (r *Runtime) Ps(id string) ([]agent.PsEntry, error) {
+	dir, c, err := r.open(id)
+	if err != nil {
+		return nil, err
+	}
+	if r.status(dir, c) != specs.StateRunning {
+		return nil, fmt.Errorf("%w: %s", ErrNotRunning, id)
+	}
+	resp, err := monitor.Call(dir.File(state.SocketFile), monitor.Request{Op: monitor.OpPs}, 30*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	return resp.Processes, nil
+}
+
 // Pause freezes the container's guest; Resume continues it.
 func (r *Runtime) Pause(id string) error  { return r.setPaused(id, monitor.OpPause) }
 func (r *Runtime) Resume(id string) error { return r.setPaused(id, monitor.OpResume) }
