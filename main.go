@@ -68,7 +68,7 @@ func newApp() *cli.App {
 		Before: setupLogging,
 		Commands: []*cli.Command{
 			createCommand, startCommand, runCommand, stateCommand, killCommand, deleteCommand,
-			listCommand, psCommand, pauseCommand, resumeCommand, specCommand, featuresCommand, monitorCommand,
+			listCommand, psCommand, execCommand, pauseCommand, resumeCommand, specCommand, featuresCommand, monitorCommand,
 		},
 		// Errors are reported once, by main.
 		ExitErrHandler: func(*cli.Context, error) {},

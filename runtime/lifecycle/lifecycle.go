@@ -170,7 +170,7 @@ func (r *Runtime) Create(ctx context.Context, id string, o CreateOptions) (_ *Cr
 		}
 	}
 	if o.PidFile != "" {
-		if err := writePidFile(o.PidFile, mon.Pid); err != nil {
+		if err := WritePidFile(o.PidFile, mon.Pid); err != nil {
 			return nil, err
 		}
 	}
@@ -324,7 +324,8 @@ type syncMessage struct {
 	Error string `json:"error,omitempty"`
 }
 
-func writePidFile(path string, pid int) error {
+// WritePidFile writes a PID the way engines read it.
+func WritePidFile(path string, pid int) error {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return err
@@ -525,6 +526,23 @@ func (r *Runtime) Kill(id string, sig int, all bool) error {
 	}
 	_, err = monitor.Call(dir.File(state.SocketFile), monitor.Request{Op: monitor.OpKill, Signal: sig, All: all}, 30*time.Second)
 	return err
+}
+
+// ExecTarget returns what exec needs of a running container: the monitor's
+// control socket and the container's process (the base of an exec'd one).
+func (r *Runtime) ExecTarget(id string) (socket string, base *specs.Process, err error) {
+	dir, c, err := r.open(id)
+	if err != nil {
+		return "", nil, err
+	}
+	if s := r.status(dir, c); s != specs.StateRunning {
+		return "", nil, fmt.Errorf("%w: cannot exec in a container that is %s", ErrWrongState, s)
+	}
+	cfg, err := loadMonitorConfig(dir)
+	if err != nil {
+		return "", nil, err
+	}
+	return dir.File(state.SocketFile), cfg.Spec.Process, nil
 }
 
 // Ps lists the processes of a running container's guest.

@@ -20,13 +20,25 @@ const (
 	OpPause  = "pause"
 	OpResume = "resume"
 	OpPs     = "ps"
+	// OpExec starts another process in the container. The connection
+	// stays open: after the first answer the client sends the process's
+	// stdin, stdout and stderr as SCM_RIGHTS in a one-byte message; the
+	// monitor answers when the process runs (Response.Session) and again
+	// when it exits (Response.Exit). Meanwhile the client may send OpSignal
+	// and OpResize requests for the session.
+	OpExec   = "exec"
+	OpSignal = "signal"
+	OpResize = "resize"
 )
 
 // Request is one control request.
 type Request struct {
-	Op     string `json:"op"`
-	Signal int    `json:"signal,omitempty"`
-	All    bool   `json:"all,omitempty"`
+	Op      string         `json:"op"`
+	Signal  int            `json:"signal,omitempty"`
+	All     bool           `json:"all,omitempty"`
+	Process *specs.Process `json:"process,omitempty"` // OpExec
+	Rows    uint16         `json:"rows,omitempty"`    // OpResize
+	Cols    uint16         `json:"cols,omitempty"`
 }
 
 // Response answers a Request. Status is the container's status after it.
@@ -35,6 +47,8 @@ type Response struct {
 	Pid       int                  `json:"pid"`
 	Error     string               `json:"error,omitempty"`
 	Processes []agent.PsEntry      `json:"processes,omitempty"`
+	Session   uint32               `json:"session,omitempty"` // OpExec: the process runs
+	Exit      *int                 `json:"exit,omitempty"`    // OpExec: the process ended
 }
 
 // ErrNoMonitor means the control socket did not answer: the monitor is

@@ -71,18 +71,16 @@ type Monitor struct {
 	cfg   Config
 	hv    hypervisor.Hypervisor
 	log   logrus.FieldLogger
-	stdio Stdio
 
 	dom     hypervisor.Domain
 	conn    *agent.Conn
 	tty     *os.File // host side of the terminal (the slave), in terminal mode
 	domDead chan hypervisor.ShutdownReason
 
+	init    *session   // session 0: the container's process
 	readyCh chan error // the guest's answer to the config
-	startCh chan error // the guest's answer to start
 	psCh    chan agent.PsReply
-	exitCh  chan agent.Exit // the init process's exit
-	failCh  chan error      // protocol violation or lost connection
+	failCh  chan error // protocol violation or lost connection
 
 	configured atomic.Bool // the guest answered the config
 
@@ -90,8 +88,9 @@ type Monitor struct {
 	started  bool
 	paused   bool
 	stopping bool
-	credit   *sync.Cond // stdin window
-	unacked  int
+	credit   *sync.Cond // signalled when a stdin window opens
+	sessions map[uint32]*session
+	nextExec uint32
 	ctlLn    net.Listener
 	done     chan struct{}
 	exitOnce sync.Once
@@ -101,16 +100,16 @@ type Monitor struct {
 // New prepares a monitor; Run does the work.
 func New(cfg Config, hv hypervisor.Hypervisor, stdio Stdio, log logrus.FieldLogger) *Monitor {
 	m := &Monitor{
-		cfg: cfg, hv: hv, log: log, stdio: stdio,
+		cfg: cfg, hv: hv, log: log,
 		domDead: make(chan hypervisor.ShutdownReason, 1),
 		readyCh: make(chan error, 1),
-		startCh: make(chan error, 1),
 		psCh:    make(chan agent.PsReply, 1),
-		exitCh:  make(chan agent.Exit, 1),
 		failCh:  make(chan error, 1),
 		done:    make(chan struct{}),
 	}
 	m.credit = sync.NewCond(&m.mu)
+	m.init = newSession(0, stdio.In, stdio.Out, stdio.Err, true)
+	m.sessions = map[uint32]*session{0: m.init}
 	return m
 }
 
@@ -221,7 +220,8 @@ func (m *Monitor) Serve() int {
 		select {
 		case s := <-sigs:
 			m.onSignal(s.(unix.Signal))
-		case e := <-m.exitCh:
+		case e := <-m.init.exitCh:
+			m.endSession(m.init)
 			m.log.Infof("container process exited: status %d", e.Status())
 			m.finish(e.Status())
 		case err := <-m.failCh:
@@ -230,7 +230,7 @@ func (m *Monitor) Serve() int {
 		case reason := <-m.domDead:
 			// A last exit report may still be in flight.
 			select {
-			case e := <-m.exitCh:
+			case e := <-m.init.exitCh:
 				m.finish(e.Status())
 			case <-time.After(200 * time.Millisecond):
 				m.log.Errorf("the guest stopped (%s) without reporting the container's exit", reason)
@@ -248,6 +248,7 @@ func (m *Monitor) finish(status int) {
 	m.exitOnce.Do(func() {
 		m.mu.Lock()
 		m.stopping = true
+		m.credit.Broadcast()
 		m.mu.Unlock()
 		m.status = status
 		if m.cfg.ExitFile != "" {
@@ -354,19 +355,24 @@ func (m *Monitor) Start(ctx context.Context) error {
 	if err := m.conn.Send(agent.TypeStart, 0, nil); err != nil {
 		return err
 	}
+	if err := m.awaitStart(ctx, m.init); err != nil {
+		return fmt.Errorf("starting the container process: %w", err)
+	}
+	m.sendWinsize()
+	go m.pumpStdin(m.init)
+	return nil
+}
+
+// awaitStart waits for the guest's answer to a start or exec request.
+func (m *Monitor) awaitStart(ctx context.Context, s *session) error {
 	select {
-	case err := <-m.startCh:
-		if err != nil {
-			return fmt.Errorf("starting the container process: %w", err)
-		}
+	case err := <-s.startCh:
+		return err
 	case <-ctx.Done():
 		return fmt.Errorf("the guest did not start the process: %w", ctx.Err())
 	case <-m.done:
-		return errors.New("the container stopped before its process started")
+		return errors.New("the container stopped before the process started")
 	}
-	m.sendWinsize()
-	go m.pumpStdin()
-	return nil
 }
 
 // Status is the container's live status as the monitor knows it.
@@ -452,7 +458,14 @@ func (m *Monitor) readAgent() {
 }
 
 func (m *Monitor) handleFrame(f agent.Frame) error {
-	if f.Session != 0 {
+	m.mu.Lock()
+	s := m.sessions[f.Session]
+	ended := f.Session != 0 && f.Session <= m.nextExec
+	m.mu.Unlock()
+	if s == nil {
+		if ended {
+			return nil // late news of an exec session that has ended
+		}
 		return fmt.Errorf("%s frame for unknown session %d", f.Type, f.Session)
 	}
 	switch f.Type {
@@ -465,45 +478,42 @@ func (m *Monitor) handleFrame(f agent.Frame) error {
 			return fmt.Errorf("guest speaks protocol %d, monitor %d: rebuild the guest image with this vxn", h.Version, agent.Version)
 		}
 	case agent.TypeReady:
-		if !m.configured.Swap(true) {
+		if s.id == 0 && !m.configured.Swap(true) {
 			offer(m.readyCh, nil)
 		}
 	case agent.TypeStarted:
 		if _, err := agent.DecodeStarted(f.Payload); err != nil {
 			return err
 		}
-		offer(m.startCh, nil)
+		offer(s.startCh, nil)
 	case agent.TypeError:
 		e, err := agent.DecodeError(f.Payload)
 		if err != nil {
 			return err
 		}
-		m.log.Errorf("guest: %s", e.Message)
+		m.log.Errorf("guest: session %d: %s", s.id, e.Message)
 		// Before Ready, an error answers the config; after, the start.
-		if !m.configured.Swap(true) {
+		if s.id == 0 && !m.configured.Swap(true) {
 			offer(m.readyCh, errors.New(e.Message))
 		} else {
-			offer(m.startCh, errors.New(e.Message))
+			offer(s.startCh, errors.New(e.Message))
 		}
 	case agent.TypeStdout, agent.TypeStderr:
 		if len(f.Payload) > agent.ChunkSize {
 			return fmt.Errorf("%s chunk of %d bytes", f.Type, len(f.Payload))
 		}
-		w := m.stdio.Out
+		w := s.out
 		if f.Type == agent.TypeStderr {
-			w = m.stdio.Err
-		}
-		if m.tty != nil {
-			w = m.tty
+			w = s.err
 		}
 		if _, err := w.Write(f.Payload); err != nil {
-			m.log.Debugf("writing container %s: %v", f.Type, err)
+			m.log.Debugf("writing session %d %s: %v", s.id, f.Type, err)
 		}
 	case agent.TypeStdinAck:
 		m.mu.Lock()
-		n, err := agent.DecodeCount(f.Payload, uint32(m.unacked))
+		n, err := agent.DecodeCount(f.Payload, uint32(s.unacked))
 		if err == nil {
-			m.unacked -= int(n)
+			s.unacked -= int(n)
 			m.credit.Broadcast()
 		}
 		m.mu.Unlock()
@@ -513,7 +523,7 @@ func (m *Monitor) handleFrame(f agent.Frame) error {
 		if err != nil {
 			return err
 		}
-		offer(m.exitCh, e)
+		offer(s.exitCh, e)
 	case agent.TypePsReply:
 		r, err := agent.DecodePsReply(f.Payload)
 		if err != nil {
@@ -537,34 +547,30 @@ func offer[T any](ch chan T, v T) bool {
 	}
 }
 
-// pumpStdin relays the container's stdin to the guest within the window.
-func (m *Monitor) pumpStdin() {
-	var in io.Reader = m.stdio.In
-	if m.tty != nil {
-		in = m.tty
-	}
-	if in == nil {
-		_ = m.conn.Send(agent.TypeStdinClose, 0, nil)
+// pumpStdin relays a session's stdin to the guest within its window.
+func (m *Monitor) pumpStdin(s *session) {
+	if s.in == nil {
+		_ = m.conn.Send(agent.TypeStdinClose, s.id, nil)
 		return
 	}
 	buf := make([]byte, agent.ChunkSize)
 	for {
-		n, err := in.Read(buf)
+		n, err := s.in.Read(buf)
 		if n > 0 {
 			m.mu.Lock()
-			for m.unacked+n > agent.StdinWindow && !m.stopping {
+			for s.unacked+n > agent.StdinWindow && !m.stopping && !s.ended {
 				m.credit.Wait()
 			}
-			stopping := m.stopping
-			m.unacked += n
+			stop := m.stopping || s.ended
+			s.unacked += n
 			m.mu.Unlock()
-			if stopping || m.conn.Send(agent.TypeStdin, 0, buf[:n]) != nil {
+			if stop || m.conn.Send(agent.TypeStdin, s.id, buf[:n]) != nil {
 				return
 			}
 		}
 		if err != nil {
-			if m.tty == nil {
-				_ = m.conn.Send(agent.TypeStdinClose, 0, nil)
+			if s.closeIn {
+				_ = m.conn.Send(agent.TypeStdinClose, s.id, nil)
 			}
 			return
 		}
@@ -598,8 +604,13 @@ func (m *Monitor) listenControl() error {
 func (m *Monitor) serveControl(c net.Conn) {
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(2 * time.Minute))
+	dec := json.NewDecoder(io.LimitReader(c, 1<<20))
 	var req Request
-	if err := json.NewDecoder(io.LimitReader(c, 1<<20)).Decode(&req); err != nil {
+	if err := dec.Decode(&req); err != nil {
+		return
+	}
+	if req.Op == OpExec {
+		m.serveExec(c.(*net.UnixConn), dec, req)
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)

@@ -39,6 +39,7 @@ func (m *Monitor) setupTerminal() error {
 		return err
 	}
 	m.tty = slave
+	m.init.in, m.init.out, m.init.err, m.init.closeIn = slave, slave, slave, false
 	return nil
 }
 
