@@ -68,9 +68,9 @@ type Stdio struct {
 
 // Monitor runs one container.
 type Monitor struct {
-	cfg   Config
-	hv    hypervisor.Hypervisor
-	log   logrus.FieldLogger
+	cfg Config
+	hv  hypervisor.Hypervisor
+	log logrus.FieldLogger
 
 	dom     hypervisor.Domain
 	conn    *agent.Conn
