@@ -114,3 +114,22 @@ long vxn_own_domid(void)
 	free(v);
 	return id;
 }
+
+void vxn_vchan_close(struct libxenvchan *ctrl)
+{
+	struct xs_handle *xs;
+
+	/* libxenvchan_close removes the server's xenstore entries last, after
+	 * releasing the grants and the event channel; a client reading them
+	 * in between could find a ring reference and a port that a new
+	 * server has just been given again but not set up yet. Remove them
+	 * first. */
+	if (ctrl->is_server && ctrl->xs_path) {
+		xs = xs_open(0);
+		if (xs) {
+			xs_rm(xs, XBT_NULL, ctrl->xs_path);
+			xs_close(xs);
+		}
+	}
+	libxenvchan_close(ctrl);
+}

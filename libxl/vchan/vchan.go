@@ -135,7 +135,10 @@ func Dial(domid uint32, xsPath string, opts ...Option) (*Conn, error) {
 
 // Listen publishes a server at xsPath (a path this domain may write, such
 // as AgentPath of its own domid) that domain peer may connect to. It does
-// not wait for the client: writes fill the ring until it connects.
+// not wait for the client: writes fill the ring until it connects. One
+// client connects once; to serve another, Close and Listen again,
+// preferably at another path (a client that read the old entries just
+// before Close could otherwise meet the new server half set up).
 func Listen(xsPath string, peer uint32, opts ...Option) (*Conn, error) {
 	if err := checkPath(xsPath); err != nil {
 		return nil, err
@@ -183,7 +186,7 @@ func newConn(ctrl *C.struct_libxenvchan) (*Conn, error) {
 		waitDone: make(chan struct{}),
 	}
 	if err := syscall.Pipe2(c.wake[:], syscall.O_CLOEXEC|syscall.O_NONBLOCK); err != nil {
-		C.libxenvchan_close(ctrl)
+		C.vxn_vchan_close(ctrl)
 		return nil, fmt.Errorf("vchan: pipe: %w", err)
 	}
 	go c.waitEvents(ctrl)
@@ -298,8 +301,8 @@ func (c *Conn) Write(p []byte) (int, error) {
 }
 
 // Close closes this end; the peer reads what was sent, then EOF. A blocked
-// Read or Write returns ErrClosed. The server side also removes its
-// xenstore entries.
+// Read or Write returns ErrClosed. A server first removes its xenstore
+// entries, so that no client dials a half-closed server.
 func (c *Conn) Close() error {
 	c.closeOnce.Do(func() {
 		close(c.closed)
@@ -307,7 +310,7 @@ func (c *Conn) Close() error {
 		syscall.Write(c.wake[1], []byte{0})
 		<-c.waitDone
 		c.mu.Lock()
-		C.libxenvchan_close(c.ctrl)
+		C.vxn_vchan_close(c.ctrl)
 		c.ctrl = nil
 		c.mu.Unlock()
 		syscall.Close(c.wake[0])

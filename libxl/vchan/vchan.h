@@ -15,6 +15,10 @@ struct libxenvchan *vxn_vchan_server(xentoollog_logger *lg, int peer,
 struct libxenvchan *vxn_vchan_client(xentoollog_logger *lg, int peer,
 				     const char *path, int *no_server);
 
+/* vxn_vchan_close is libxenvchan_close, but a server's xenstore entries
+ * go first. */
+void vxn_vchan_close(struct libxenvchan *ctrl);
+
 /* vxn_vchan_poll blocks until the vchan's event channel fd or wakefd is
  * readable, without calling into libxenvchan. Returns 1 for the event
  * channel (libxenvchan_wait will not block), 0 for wakefd, -1 with errno on

@@ -4,8 +4,9 @@
 //
 // It mounts devtmpfs and proc, loads every /modules/*.ko (xen-evtchn,
 // xen-gntalloc, xen-gntdev, xen-blkfront) with finit_module, then serves
-// sessions (see session) on a vchan at vchan.AgentPath(own domid) for dom0,
-// one client after the other, until the last. With
+// sessions (see session) on a vchan for dom0, one client after the other,
+// until the last: the first at vchan.AgentPath(own domid), session k > 0
+// at that path plus "-k". With
 // echoguest.waitdisk=NAME on the kernel command line it then waits up to a
 // minute for /sys/block/NAME and reports its size. With echoguest.ring=N it
 // uses rings of N bytes. Then it powers the guest off; on any failure it
@@ -13,12 +14,13 @@
 package main
 
 import (
-	"crypto/rand"
+	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
 	"io"
 	"log"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -77,8 +79,13 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	path := vchan.AgentPath(domid)
-	for {
+	for k := 0; ; k++ {
+		// A fresh path per session: a client never finds the entries of
+		// the previous session's server.
+		path := vchan.AgentPath(domid)
+		if k > 0 {
+			path += "-" + strconv.Itoa(k)
+		}
 		c, err := vchan.Listen(path, 0, vchan.WithRingSize(ring))
 		if err != nil {
 			return err
@@ -101,18 +108,18 @@ func run() error {
 	return nil
 }
 
-// session serves one client. It first sends the greeting 'H' (which waits
-// in the ring until the client connects: a client that reads EOF instead
-// found the previous session's server, and dials again). The client's
-// first byte picks what to do:
+// session serves one client. It first sends the greeting 'H', which waits
+// in the ring until the client connects. The client's first byte picks
+// what to do:
 //
 //	'e' echo every byte until EOF
 //	's' read until EOF
 //	'r' read an 8-byte big-endian count N, send N random bytes, close
 //
-// and in upper case ('E', 'S', 'R') it is the last session. The guest logs
-// the SHA-256 of the bytes it received or sent, so that dom0 can check
-// them in the console log.
+// and in upper case ('E', 'S', 'R') it is the last session. For 's' and
+// 'r' the guest logs the SHA-256 of the bytes it received or sent, so that
+// dom0 can check them in the console log; it computes it outside the
+// transfer, so as not to slow it down.
 func session(c io.ReadWriter) (bool, error) {
 	if _, err := c.Write([]byte("H")); err != nil {
 		return false, err
@@ -121,38 +128,37 @@ func session(c io.ReadWriter) (bool, error) {
 	if _, err := io.ReadFull(c, mode); err != nil {
 		return false, fmt.Errorf("reading the mode: %w", err)
 	}
-	start := time.Now()
-	h := sha256.New()
 	buf := make([]byte, 256<<10)
+	start := time.Now()
 	switch mode[0] | 0x20 {
 	case 'e':
-		n, err := io.CopyBuffer(c, io.TeeReader(c, h), buf)
+		n, err := io.CopyBuffer(c, c, buf)
 		if err != nil {
 			return false, fmt.Errorf("echo after %d bytes: %w", n, err)
 		}
-		log.Printf("echoed %d bytes in %v, sha256 %x", n, time.Since(start), h.Sum(nil))
+		log.Printf("echoed %d bytes in %v", n, time.Since(start))
 	case 's':
-		n, err := io.CopyBuffer(h, c, buf)
+		var data bytes.Buffer
+		n, err := data.ReadFrom(c)
 		if err != nil {
 			return false, fmt.Errorf("sink after %d bytes: %w", n, err)
 		}
-		log.Printf("received %d bytes in %v, sha256 %x", n, time.Since(start), h.Sum(nil))
+		elapsed := time.Since(start)
+		log.Printf("received %d bytes in %v, sha256 %x", n, elapsed, sha256.Sum256(data.Bytes()))
 	case 'r':
 		var hdr [8]byte
 		if _, err := io.ReadFull(c, hdr[:]); err != nil {
 			return false, err
 		}
-		total := binary.BigEndian.Uint64(hdr[:])
-		for left := total; left > 0; {
-			b := buf[:min(left, uint64(len(buf)))]
-			rand.Read(b)
-			h.Write(b)
-			if _, err := c.Write(b); err != nil {
-				return false, fmt.Errorf("source: %w", err)
-			}
-			left -= uint64(len(b))
+		// Generated (and hashed) before sending, not while.
+		data := make([]byte, binary.BigEndian.Uint64(hdr[:]))
+		rand.NewChaCha8([32]byte{}).Read(data)
+		sum := sha256.Sum256(data)
+		start = time.Now()
+		if _, err := c.Write(data); err != nil {
+			return false, fmt.Errorf("source: %w", err)
 		}
-		log.Printf("sent %d bytes in %v, sha256 %x", total, time.Since(start), h.Sum(nil))
+		log.Printf("sent %d bytes in %v, sha256 %x", len(data), time.Since(start), sum)
 	default:
 		return false, fmt.Errorf("unknown mode %q", mode)
 	}
