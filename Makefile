@@ -63,3 +63,15 @@ install: build guest
 
 clean:
 	rm -rf $(OUT)
+
+# conformance: the runtime-tools validation suite (tests/conformance, a Go
+# module of its own) against vxn and runc, in a Xen dom0 inside QEMU. The
+# harness and the suite are built on the host (dom0 has no network).
+# Extra harness flags: make conformance CONFORMANCE_FLAGS='-only ^kill'
+.PHONY: conformance
+conformance: build guest
+	cd tests/conformance && $(GO) build -o $(abspath $(OUT))/conformance ./cmd/conformance
+	$(OUT)/conformance -build-only -suite $(abspath $(OUT))/conformance-suite
+	$(GO) run ./tests/xenvm -timeout 180m -results $(OUT)/conformance-results -- $(abspath $(OUT))/conformance \
+		-suite $(abspath $(OUT))/conformance-suite -results $(abspath $(OUT))/conformance-results \
+		-vxn $(abspath $(OUT)/vxn) -initramfs $(abspath $(OUT)/initramfs.img) $(CONFORMANCE_FLAGS)
