@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -31,6 +32,16 @@ import (
 // hangGuard bounds every wait of the tests: reaching it means the monitor
 // hung, never that it was slow.
 const hangGuard = 20 * time.Second
+
+func TestMain(m *testing.M) {
+	// Most of these tests wait on the monitor, not on the CPU: run more
+	// parallel tests at once than there are CPUs (an explicit -parallel
+	// still wins).
+	if f := flag.Lookup("test.parallel"); f != nil && f.Value.String() == f.DefValue {
+		_ = f.Value.Set("16")
+	}
+	os.Exit(m.Run())
+}
 
 // fakeHV is a Hypervisor whose guests are the test's fake guests.
 type fakeHV struct {

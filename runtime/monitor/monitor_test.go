@@ -20,6 +20,7 @@ import (
 // and ends with the process's exit code: recorded in the exit file before
 // the guest is told to shut down, then the guest destroyed.
 func TestMonitorHappyPath(t *testing.T) {
+	t.Parallel()
 	var exitAtShutdown []byte
 	h := newHarness(t, withConfig(func(c *monitor.Config) {
 		c.Files = []agent.File{{Destination: "/etc/hosts", Mode: 0o644, Data: []byte("127.0.0.1 localhost\n")}}
@@ -91,6 +92,7 @@ func TestMonitorHappyPath(t *testing.T) {
 
 // TestMonitorExitStatus checks the status of each way a process ends.
 func TestMonitorExitStatus(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		name string
 		exit agent.Exit
@@ -103,6 +105,7 @@ func TestMonitorExitStatus(t *testing.T) {
 		{"signal 64", agent.Exit{Signal: 64}, 192},
 	} {
 		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
 			h := newHarness(t)
 			h.boot()
 			h.start()
@@ -124,6 +127,7 @@ func TestMonitorExitStatus(t *testing.T) {
 // TestMonitorExitReportedBeforeCrash: an exit report the monitor has read
 // wins over the guest stopping right after it.
 func TestMonitorExitReportedBeforeCrash(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	h.boot()
 	h.start()
@@ -148,6 +152,7 @@ func TestMonitorExitReportedBeforeCrash(t *testing.T) {
 // BUG: Serve's failCh case finishes with StatusGuestDied without looking
 // at an exit report already waiting in init.exitCh.
 func TestMonitorExitReportedBeforeChannelLoss(t *testing.T) {
+	t.Parallel()
 	for i := 0; i < 12; i++ {
 		h := newHarness(t)
 		h.boot()
@@ -174,6 +179,7 @@ func TestMonitorExitReportedBeforeChannelLoss(t *testing.T) {
 // TestMonitorGuestCrashWhileRunning: the guest stops without an exit
 // report.
 func TestMonitorGuestCrashWhileRunning(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	h.boot()
 	h.start()
@@ -193,6 +199,7 @@ func TestMonitorGuestCrashWhileRunning(t *testing.T) {
 // TestMonitorGuestClosesChannel: the agent channel ends (EOF) without an
 // exit report.
 func TestMonitorGuestClosesChannel(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	h.boot()
 	h.start()
@@ -241,6 +248,7 @@ func bootFailure(t *testing.T, h *harness, ch <-chan error, want ...string) {
 }
 
 func TestMonitorBootGuestError(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	ch := h.bootAsync()
 	h.handshake()
@@ -249,6 +257,7 @@ func TestMonitorBootGuestError(t *testing.T) {
 }
 
 func TestMonitorBootGuestErrorSanitised(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	ch := h.bootAsync()
 	h.handshake()
@@ -263,11 +272,13 @@ func TestMonitorBootGuestErrorSanitised(t *testing.T) {
 }
 
 func TestMonitorBootCreateFails(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, withHV(func(hv *fakeHV) { hv.createErr = errors.New("out of memory") }))
 	bootFailure(t, h, h.bootAsync(), "creating the guest", "out of memory")
 }
 
 func TestMonitorBootConnectFails(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, withHV(func(hv *fakeHV) {
 		hv.connect = func(context.Context, *fakeDomain) (io.ReadWriteCloser, error) {
 			return nil, errors.New("no vchan")
@@ -281,6 +292,7 @@ func TestMonitorBootConnectFails(t *testing.T) {
 // TestMonitorBootGuestDiesBeforeConnect: the guest stops while the
 // monitor waits for its agent; the error says so and shows the console.
 func TestMonitorBootGuestDiesBeforeConnect(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, withHV(func(hv *fakeHV) {
 		hv.connect = func(ctx context.Context, d *fakeDomain) (io.ReadWriteCloser, error) {
 			<-ctx.Done()
@@ -297,6 +309,7 @@ func TestMonitorBootGuestDiesBeforeConnect(t *testing.T) {
 
 // TestMonitorBootGuestDiesDuringSetup: the guest stops after the config.
 func TestMonitorBootGuestDiesDuringSetup(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	ch := h.bootAsync()
 	h.handshake()
@@ -305,6 +318,7 @@ func TestMonitorBootGuestDiesDuringSetup(t *testing.T) {
 }
 
 func TestMonitorBootTimeout(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, withConfig(func(c *monitor.Config) { c.BootTimeout = 300 * time.Millisecond }))
 	ch := h.bootAsync()
 	h.handshake() // and never answer
@@ -313,6 +327,7 @@ func TestMonitorBootTimeout(t *testing.T) {
 
 // TestMonitorBootHostileGuest: a broken frame during boot fails it.
 func TestMonitorBootHostileGuest(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	ch := h.bootAsync()
 	h.handshake()
@@ -321,6 +336,7 @@ func TestMonitorBootHostileGuest(t *testing.T) {
 }
 
 func TestMonitorBootWrongProtocolVersion(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	ch := h.bootAsync()
 	h.domain()
@@ -331,6 +347,7 @@ func TestMonitorBootWrongProtocolVersion(t *testing.T) {
 // TestMonitorBootControlSocketFails: the last step of boot failing still
 // takes the guest down.
 func TestMonitorBootControlSocketFails(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, withConfig(func(c *monitor.Config) { c.ControlSocket = "/nonexistent-dir/ctl.sock" }))
 	ch := h.bootAsync()
 	h.handshake()
@@ -339,6 +356,7 @@ func TestMonitorBootControlSocketFails(t *testing.T) {
 }
 
 func TestMonitorBootTerminalWithoutConsoleSocket(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, withConfig(func(c *monitor.Config) {
 		c.Spec = &specs.Spec{Process: &specs.Process{Args: []string{"sh"}, Terminal: true}}
 	}))
@@ -351,6 +369,7 @@ func TestMonitorBootTerminalWithoutConsoleSocket(t *testing.T) {
 // TestMonitorKillBeforeStart: a created container has no process; a
 // terminating signal stops it with 128+sig, and harmless ones do nothing.
 func TestMonitorKillBeforeStart(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	h.boot()
 	done := h.serve()
@@ -390,6 +409,7 @@ func TestMonitorKillBeforeStart(t *testing.T) {
 // TestMonitorKillAfterStart: signals go to the guest, to session 0 or, for
 // all, to agent.SessionAll.
 func TestMonitorKillAfterStart(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	h.boot()
 	h.start()
@@ -420,6 +440,7 @@ func TestMonitorKillAfterStart(t *testing.T) {
 // TestMonitorControlSocket: state, start, start twice, pause, resume and
 // ps through the control socket.
 func TestMonitorControlSocket(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	h.boot()
 	done := h.serve()
@@ -492,6 +513,7 @@ func TestMonitorControlSocket(t *testing.T) {
 // TestMonitorPauseFails: a hypervisor error is reported and the status
 // does not change.
 func TestMonitorPauseFails(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	h.boot()
 	h.start()
@@ -508,6 +530,7 @@ func TestMonitorPauseFails(t *testing.T) {
 // TestMonitorStartRefusedByGuest: the guest answers start with an error,
 // which start reports.
 func TestMonitorStartRefusedByGuest(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	h.boot()
 	done := h.serve()
@@ -527,6 +550,7 @@ func TestMonitorStartRefusedByGuest(t *testing.T) {
 
 // TestMonitorPsWhenStopped: ps of a stopped container fails at once.
 func TestMonitorPsWhenStopped(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	h.boot()
 	h.start()
@@ -549,6 +573,7 @@ func TestMonitorPsWhenStopped(t *testing.T) {
 // and logs "the guest stopped (poweroff) without reporting the container's
 // exit" at error level, possibly several times.
 func TestMonitorCleanExitLogsNoGuestDeath(t *testing.T) {
+	t.Parallel()
 	for i := 0; i < 8; i++ {
 		h := newHarness(t)
 		h.boot()
