@@ -1,0 +1,227 @@
+package monitor_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/vxn-runtime/vxn/runtime/agent"
+	"github.com/vxn-runtime/vxn/runtime/monitor"
+)
+
+// execStdio is what an exec client passes: stdin a pipe holding input,
+// stdout and stderr files.
+type execStdio struct {
+	files    [3]*os.File
+	out, err string // paths
+}
+
+func newExecStdio(t *testing.T, dir, input string) *execStdio {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.WriteString(input); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	s := &execStdio{out: filepath.Join(dir, "exec.out"), err: filepath.Join(dir, "exec.err")}
+	o, err := os.Create(s.out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := os.Create(s.err)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.files = [3]*os.File{r, o, e}
+	t.Cleanup(func() {
+		for _, f := range s.files {
+			f.Close()
+		}
+	})
+	return s
+}
+
+type execResult struct {
+	c   *monitor.ExecClient
+	err error
+}
+
+func (h *harness) startExec(proc *specs.Process, stdio [3]*os.File) <-chan execResult {
+	ch := make(chan execResult, 1)
+	go func() {
+		c, err := monitor.StartExec(h.cfg.ControlSocket, proc, stdio)
+		ch <- execResult{c, err}
+	}()
+	return ch
+}
+
+// TestMonitorExec runs a process through the control socket: its stdio
+// are the client's files, signals and resizes reach its session, and Wait
+// returns its exit status.
+func TestMonitorExec(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.boot()
+	h.start()
+	done := h.serve()
+	stdio := newExecStdio(t, h.dir, "exec input")
+	res := h.startExec(&specs.Process{Args: []string{"/bin/echo", "hi"}, Cwd: "/", Env: []string{"A=b"}}, stdio.files)
+
+	f := h.g.mustTake(t, agent.TypeExec, 1)
+	var e agent.Exec
+	if err := agent.Unmarshal(f.Payload, &e); err != nil || e.Process == nil || strings.Join(e.Process.Args, " ") != "/bin/echo hi" || e.Process.Env[0] != "A=b" {
+		t.Fatalf("exec frame: %+v, %v", e.Process, err)
+	}
+	h.g.mustSendJSON(t, agent.TypeStarted, 1, agent.Started{Pid: 42})
+	r := await(t, res, "StartExec")
+	if r.err != nil {
+		t.Fatalf("StartExec: %v", r.err)
+	}
+	c := r.c
+
+	if !h.g.wait(func() bool { return h.g.closed[1] }) {
+		t.Fatal("the exec's stdin was not closed at its end")
+	}
+	if got := string(h.g.stdinOf(1)); got != "exec input" {
+		t.Errorf("exec stdin: %q", got)
+	}
+	h.g.mustSend(t, agent.TypeStdinAck, 1, agent.EncodeCount(10))
+
+	if err := c.Signal(2); err != nil {
+		t.Fatal(err)
+	}
+	f = h.g.mustTake(t, agent.TypeSignal, 1)
+	if sig, err := agent.DecodeSignal(f.Payload); err != nil || sig != 2 {
+		t.Errorf("signal: %d, %v", sig, err)
+	}
+	if err := c.Signal(0); err != nil { // not passed on
+		t.Fatal(err)
+	}
+	if err := c.Resize(30, 100); err != nil {
+		t.Fatal(err)
+	}
+	f = h.g.mustTake(t, agent.TypeWinsize, 1)
+	if ws, err := agent.DecodeWinsize(f.Payload); err != nil || ws != (agent.Winsize{Rows: 30, Cols: 100}) {
+		t.Errorf("winsize: %+v, %v", ws, err)
+	}
+	if n := h.g.count(agent.TypeSignal, 1); n != 1 {
+		t.Errorf("%d signal frames for the exec, want 1 (signal 0 is not passed on)", n)
+	}
+
+	h.g.mustSend(t, agent.TypeStdout, 1, []byte("exec out\n"))
+	h.g.mustSend(t, agent.TypeStderr, 1, []byte("exec err\n"))
+	h.g.mustSend(t, agent.TypeStdout, 0, []byte("init out\n"))
+	h.g.mustSendJSON(t, agent.TypeExit, 1, agent.Exit{Code: 5})
+	st, err := c.Wait()
+	if err != nil || st != 5 {
+		t.Fatalf("Wait: %d, %v; want 5", st, err)
+	}
+	if b, _ := os.ReadFile(stdio.out); string(b) != "exec out\n" {
+		t.Errorf("exec stdout file: %q", b)
+	}
+	if b, _ := os.ReadFile(stdio.err); string(b) != "exec err\n" {
+		t.Errorf("exec stderr file: %q", b)
+	}
+
+	// Late news of the ended session is dropped, the container lives on.
+	h.g.mustSend(t, agent.TypeStdout, 1, []byte("late"))
+	h.g.mustSend(t, agent.TypeStdinAck, 1, agent.EncodeCount(1))
+	h.g.mustSendJSON(t, agent.TypeExit, 1, agent.Exit{Code: 6})
+	h.g.mustSend(t, agent.TypeStdout, 0, []byte("after\n"))
+	if !eventually(func() bool { return strings.Contains(h.out.String(), "after\n") }) {
+		t.Fatalf("the container did not survive late frames of an ended exec; log:\n%s", h.log.String())
+	}
+	if got := h.out.String(); got != "init out\nafter\n" {
+		t.Errorf("container stdout %q: exec output leaked into it?", got)
+	}
+	if b, _ := os.ReadFile(stdio.out); string(b) != "exec out\n" {
+		t.Errorf("exec stdout file after late frames: %q", b)
+	}
+	if r, err := h.call(monitor.Request{Op: monitor.OpState}); err != nil || r.Status != specs.StateRunning {
+		t.Errorf("state: %+v, %v", r, err)
+	}
+
+	// Sessions are numbered on; the next one the guest refuses.
+	stdio2 := newExecStdio(t, shortDir(t), "")
+	res = h.startExec(&specs.Process{Args: []string{"nope"}}, stdio2.files)
+	h.g.mustTake(t, agent.TypeExec, 2)
+	h.g.mustSendJSON(t, agent.TypeError, 2, agent.Error{Message: `exec: "nope": executable file not found`})
+	if r := await(t, res, "StartExec"); !errContains(r.err, "executable file not found") {
+		t.Errorf("StartExec refused by the guest: %v", r.err)
+	}
+	// A frame for a session not allocated yet is a violation, but for 2,
+	// allocated and ended, it is late news.
+	h.g.mustSend(t, agent.TypeStdout, 2, []byte("late"))
+
+	h.g.mustSendJSON(t, agent.TypeExit, 0, agent.Exit{Code: 0})
+	if st := await(t, done, "Serve"); st != 0 {
+		t.Errorf("Serve: %d; log:\n%s", st, h.log.String())
+	}
+}
+
+// TestMonitorExecEndsWithContainer: an exec still running when the
+// container ends reports StatusGuestDied.
+func TestMonitorExecEndsWithContainer(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.boot()
+	h.start()
+	done := h.serve()
+	stdio := newExecStdio(t, h.dir, "")
+	res := h.startExec(&specs.Process{Args: []string{"sleep", "100"}}, stdio.files)
+	h.g.mustTake(t, agent.TypeExec, 1)
+	h.g.mustSendJSON(t, agent.TypeStarted, 1, agent.Started{Pid: 9})
+	r := await(t, res, "StartExec")
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	h.g.mustSendJSON(t, agent.TypeExit, 0, agent.Exit{Signal: 15})
+	if st := await(t, done, "Serve"); st != 143 {
+		t.Errorf("Serve: %d", st)
+	}
+	wait := make(chan int, 1)
+	go func() {
+		st, err := r.c.Wait()
+		if err != nil {
+			t.Errorf("Wait: %v", err)
+		}
+		wait <- st
+	}()
+	if st := await(t, wait, "Wait"); st != monitor.StatusGuestDied {
+		t.Errorf("exec status %d, want %d", st, monitor.StatusGuestDied)
+	}
+}
+
+// TestMonitorExecRefused: exec needs args and a running container.
+func TestMonitorExecRefused(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.boot()
+	stdio := newExecStdio(t, h.dir, "")
+	if _, err := monitor.StartExec(h.cfg.ControlSocket, &specs.Process{Args: []string{"ls"}}, stdio.files); !errContains(err, "cannot exec in a container that is created") {
+		t.Errorf("exec in a created container: %v", err)
+	}
+	h.start()
+	if _, err := monitor.StartExec(h.cfg.ControlSocket, &specs.Process{}, stdio.files); !errContains(err, "no process args") {
+		t.Errorf("exec without args: %v", err)
+	}
+	if n := h.g.count(agent.TypeExec, 1); n != 0 {
+		t.Errorf("%d exec frames sent for refused execs", n)
+	}
+	// A guest sending frames for a session that was never allocated breaks
+	// the protocol.
+	done := h.serve()
+	h.g.mustSend(t, agent.TypeStdout, 1, []byte("x"))
+	if st := await(t, done, "Serve"); st != monitor.StatusGuestDied {
+		t.Errorf("Serve: %d", st)
+	}
+	if _, err := monitor.StartExec(h.cfg.ControlSocket, &specs.Process{Args: []string{"ls"}}, stdio.files); !errContains(err, "not running") {
+		t.Errorf("exec after the container stopped: %v", err)
+	}
+}
