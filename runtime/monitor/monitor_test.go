@@ -588,3 +588,40 @@ func TestMonitorCleanExitLogsNoGuestDeath(t *testing.T) {
 		}
 	}
 }
+
+// TestMonitorKillAfterFailedStartStopsContainer: when the guest refuses
+// start without any process having been made (guestinit answers Error and
+// no Exit when it fails before forking: no pty, no pipes, fork failing),
+// the container has no process, so SIGKILL must still stop it.
+//
+// BUG: Start leaves m.started true after the guest's Error, so the
+// container stays "running" with no process and Kill only sends a Signal
+// frame the guest answers with "no process in session 0": nothing ever
+// ends the container short of killing the monitor.
+func TestMonitorKillAfterFailedStartStopsContainer(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.boot()
+	done := h.serve()
+	res := h.callAsync(monitor.Request{Op: monitor.OpStart})
+	h.g.mustTake(t, agent.TypeStart, 0)
+	h.g.mustSendJSON(t, agent.TypeError, 0, agent.Error{Message: "allocating a terminal: no space left on device"})
+	if r := await(t, res, "start"); !errContains(r.err, "no space left on device") {
+		t.Fatalf("start: %v", r.err)
+	}
+	if err := h.m.Kill(9, false); err != nil {
+		t.Fatalf("Kill: %v", err)
+	}
+	// A guest answers a signal for a session without a process so.
+	if _, ok := h.g.take(agent.TypeSignal, 0); ok {
+		h.g.mustSendJSON(t, agent.TypeError, 0, agent.Error{Message: "no process in session 0"})
+	}
+	select {
+	case st := <-done:
+		if st != 137 {
+			t.Errorf("Serve: %d, want 137", st)
+		}
+	case <-time.After(2 * time.Second): // hang guard
+		t.Fatalf("SIGKILL did not stop a container whose start failed (status %s)", h.m.Status())
+	}
+}
