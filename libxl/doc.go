@@ -41,5 +41,9 @@
 // running; synchronous calls (ao_how NULL) run libxl's event loop
 // themselves and may deliver events too. WaitForDeath enables a
 // domain-death event generator per call and can be abandoned through its
-// context.Context.
+// context.Context. libxl_evenable_domain_death may start a xenstore watch
+// without waking an application's poll (it runs without an event-generation
+// context, so libxl's "baton" wake-up does not happen), so WaitForDeath
+// wakes the goroutine itself, which then asks libxl for its descriptors
+// again.
 package libxl

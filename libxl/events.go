@@ -97,8 +97,10 @@ func (c *Context) WaitForDeath(ctx context.Context, domid uint32) (ShutdownReaso
 
 	var evg *C.libxl_evgen_domain_death
 	err := c.do(func(p *C.libxl_ctx) error {
-		return check("evenable_domain_death", domid,
-			C.libxl_evenable_domain_death(p, C.uint32_t(domid), C.libxl_ev_user(user), &evg))
+		rc := C.libxl_evenable_domain_death(p, C.uint32_t(domid), C.libxl_ev_user(user), &evg)
+		// The xenstore watch it may have added is news to the pump.
+		C.vxn_pump_kick(c.v)
+		return check("evenable_domain_death", domid, rc)
 	})
 	if err != nil {
 		return ShutdownUnknown, err

@@ -108,16 +108,24 @@ int vxn_pump(struct vxn_ctx *v)
 		if (fds[0].revents) {
 			while (read(v->wake[0], drain, sizeof drain) > 0)
 				;
-			free(fds);
-			return 0;
+			if (__atomic_load_n(&v->stop, __ATOMIC_SEQ_CST)) {
+				free(fds);
+				return 0;
+			}
 		}
 	}
 }
 
-void vxn_pump_stop(struct vxn_ctx *v)
+void vxn_pump_kick(struct vxn_ctx *v)
 {
 	ssize_t r = write(v->wake[1], "", 1);
-	(void)r;
+	(void)r; /* a full pipe wakes the pump as well */
+}
+
+void vxn_pump_stop(struct vxn_ctx *v)
+{
+	__atomic_store_n(&v->stop, 1, __ATOMIC_SEQ_CST);
+	vxn_pump_kick(v);
 }
 
 libxl_domain_config *vxn_config_new(void)

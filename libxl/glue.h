@@ -18,7 +18,8 @@
 struct vxn_ctx {
 	libxl_ctx *ctx;
 	uintptr_t handle; /* cgo.Handle of the Go *Context */
-	int wake[2];      /* pipe that stops vxn_pump */
+	int wake[2];      /* pipe that wakes vxn_pump */
+	int stop;         /* vxn_pump returns when woken (atomic) */
 	libxl_event_hooks event_hooks;
 	libxl_childproc_hooks childproc_hooks;
 };
@@ -34,6 +35,11 @@ void vxn_ctx_free(struct vxn_ctx *v);
  * Returns 0 when stopped, or a libxl error. */
 int vxn_pump(struct vxn_ctx *v);
 void vxn_pump_stop(struct vxn_ctx *v);
+/* vxn_pump_kick makes vxn_pump ask libxl for its file descriptors again.
+ * Needed after libxl calls that add some without an event-generation
+ * context (libxl_evenable_domain_death), which do not wake the
+ * application's poll themselves. */
+void vxn_pump_kick(struct vxn_ctx *v);
 
 /* Allocation helpers matching what the libxl dispose functions free. */
 libxl_domain_config *vxn_config_new(void);

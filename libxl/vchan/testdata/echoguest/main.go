@@ -14,7 +14,6 @@
 package main
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
@@ -113,14 +112,22 @@ func run() error {
 // what to do:
 //
 //	'e' echo every byte until EOF
-//	's' read until EOF
+//	's' read until EOF (at most maxSink bytes)
 //	'r' read an 8-byte big-endian count N, send N random bytes, close
 //
 // and in upper case ('E', 'S', 'R') it is the last session. For 's' and
 // 'r' the guest logs the SHA-256 of the bytes it received or sent, so that
 // dom0 can check them in the console log; it computes it outside the
 // transfer, so as not to slow it down.
+const maxSink = 16 << 20
+
 func session(c io.ReadWriter) (bool, error) {
+	// Memory for a sink, touched now so that page faults do not slow down
+	// the transfer.
+	sink := make([]byte, maxSink)
+	for i := 0; i < len(sink); i += os.Getpagesize() {
+		sink[i] = 1
+	}
 	if _, err := c.Write([]byte("H")); err != nil {
 		return false, err
 	}
@@ -138,13 +145,14 @@ func session(c io.ReadWriter) (bool, error) {
 		}
 		log.Printf("echoed %d bytes in %v", n, time.Since(start))
 	case 's':
-		var data bytes.Buffer
-		n, err := data.ReadFrom(c)
-		if err != nil {
+		n, err := io.ReadFull(c, sink)
+		if err == nil {
+			return false, fmt.Errorf("sink: %d bytes or more", maxSink)
+		} else if err != io.ErrUnexpectedEOF && err != io.EOF {
 			return false, fmt.Errorf("sink after %d bytes: %w", n, err)
 		}
 		elapsed := time.Since(start)
-		log.Printf("received %d bytes in %v, sha256 %x", n, elapsed, sha256.Sum256(data.Bytes()))
+		log.Printf("received %d bytes in %v, sha256 %x", n, elapsed, sha256.Sum256(sink[:n]))
 	case 'r':
 		var hdr [8]byte
 		if _, err := io.ReadFull(c, hdr[:]); err != nil {
