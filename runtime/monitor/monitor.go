@@ -38,7 +38,13 @@ const (
 	// StatusGuestDied: the guest stopped (crash, destroy) without reporting
 	// the container process's exit.
 	StatusGuestDied = 255
+	// StatusStartFailed: the guest could not start the container process.
+	StatusStartFailed = 127
 )
+
+// startFailGrace is how long a failed start waits for the guest's exit
+// report before ending the container itself.
+const startFailGrace = 2 * time.Second
 
 // ExitRecord is what the monitor writes to Config.ExitFile.
 type ExitRecord struct {
@@ -84,17 +90,19 @@ type Monitor struct {
 
 	configured atomic.Bool // the guest answered the config
 
-	mu       sync.Mutex
-	started  bool
-	paused   bool
-	stopping bool
-	credit   *sync.Cond // signalled when a stdin window opens
-	sessions map[uint32]*session
-	nextExec uint32
-	ctlLn    net.Listener
-	done     chan struct{}
-	exitOnce sync.Once
-	status   int
+	mu      sync.Mutex
+	started bool
+	paused  bool
+	// startFailed: the guest refused to start the process.
+	startFailed bool
+	stopping    bool
+	credit      *sync.Cond // signalled when a stdin window opens
+	sessions    map[uint32]*session
+	nextExec    uint32
+	ctlLn       net.Listener
+	done        chan struct{}
+	exitOnce    sync.Once
+	status      int
 }
 
 // New prepares a monitor; Run does the work.
@@ -220,27 +228,41 @@ func (m *Monitor) Serve() int {
 		select {
 		case s := <-sigs:
 			m.onSignal(s.(unix.Signal))
+			continue
 		case e := <-m.init.exitCh:
-			m.endSession(m.init)
-			m.log.Infof("container process exited: status %d", e.Status())
-			m.finish(e.Status())
+			m.exited(e)
 		case err := <-m.failCh:
-			m.log.Errorf("agent channel: %v", err)
-			m.finish(StatusGuestDied)
+			// The reader reports an exit before it reports the loss of
+			// the channel that carried it.
+			select {
+			case e := <-m.init.exitCh:
+				m.exited(e)
+			default:
+				m.log.Errorf("agent channel: %v", err)
+				m.finish(StatusGuestDied)
+			}
 		case reason := <-m.domDead:
+			m.domDead <- reason
 			// A last exit report may still be in flight.
 			select {
 			case e := <-m.init.exitCh:
-				m.finish(e.Status())
+				m.exited(e)
 			case <-time.After(200 * time.Millisecond):
 				m.log.Errorf("the guest stopped (%s) without reporting the container's exit", reason)
-				m.domDead <- reason
 				m.finish(StatusGuestDied)
 			}
 		case <-m.done:
-			return m.status
 		}
+		<-m.done
+		return m.status
 	}
+}
+
+// exited ends the container with its process's exit.
+func (m *Monitor) exited(e agent.Exit) {
+	m.endSession(m.init)
+	m.log.Infof("container process exited: status %d", e.Status())
+	m.finish(e.Status())
 }
 
 // finish ends the container once, with status.
@@ -319,7 +341,7 @@ func (m *Monitor) onSignal(s unix.Signal) {
 // has no process yet: a signal that would terminate one stops it.
 func (m *Monitor) Kill(sig int, all bool) error {
 	m.mu.Lock()
-	started, stopping := m.started, m.stopping
+	started, stopping := m.started && !m.startFailed, m.stopping
 	m.mu.Unlock()
 	if stopping {
 		return errors.New("container is stopping")
@@ -356,6 +378,19 @@ func (m *Monitor) Start(ctx context.Context) error {
 		return err
 	}
 	if err := m.awaitStart(ctx, m.init); err != nil {
+		// The process did not start: the container is over. An exit
+		// report may follow (the exec failed after the fork); if none
+		// does, stop it with the shell's status for a failed exec.
+		m.mu.Lock()
+		m.startFailed = true
+		m.mu.Unlock()
+		go func() {
+			select {
+			case <-m.done:
+			case <-time.After(startFailGrace):
+				m.finish(StatusStartFailed)
+			}
+		}()
 		return fmt.Errorf("starting the container process: %w", err)
 	}
 	m.sendWinsize()
@@ -380,7 +415,7 @@ func (m *Monitor) Status() specs.ContainerState {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	switch {
-	case m.stopping:
+	case m.stopping, m.startFailed:
 		return specs.StateStopped
 	case m.paused:
 		return "paused"
