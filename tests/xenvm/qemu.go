@@ -30,7 +30,11 @@ type machine struct {
 func qemuEscape(s string) string { return strings.ReplaceAll(s, ",", ",,") }
 
 func (m *machine) xenCmdline() string {
-	s := "console=com1 dom0_mem=" + m.Dom0Mem + " loglvl=all guest_loglvl=all smap=false smep=false"
+	// xsave=0: under QEMU's TCG, Xen's XSAVE-based context switch
+	// corrupts vector registers (AVX) across vCPU switches: Go programs in
+	// dom0 and the guests crashed at random and copied bytes wrongly (seen
+	// as bad checksums through vchan). FXSAVE only, and no AVX, fixes it.
+	s := "console=com1 dom0_mem=" + m.Dom0Mem + " loglvl=all guest_loglvl=all smap=false smep=false xsave=0"
 	if m.XenArgs != "" {
 		s += " " + m.XenArgs
 	}

@@ -472,7 +472,7 @@ func TestQEMUArgs(t *testing.T) {
 	eq("-smp", "2")
 	eq("-m", "4096")
 	eq("-kernel", "/w/xen.elf")
-	eq("-append", "console=com1 dom0_mem=2048M loglvl=all guest_loglvl=all smap=false smep=false sched=credit")
+	eq("-append", "console=com1 dom0_mem=2048M loglvl=all guest_loglvl=all smap=false smep=false xsave=0 sched=credit")
 	eq("-initrd", "/boot/vmlinuz-1 console=hvc0 earlyprintk=xen panic=5 quiet,/w/a,,b.cpio")
 	for _, flag := range []string{"-nographic", "-no-reboot"} {
 		found := false
