@@ -10,6 +10,8 @@ import (
 	"sort"
 	"time"
 
+	"github.com/urfave/cli/v2"
+
 	"github.com/vxn-runtime/vxn/runtime/hypervisor"
 	"github.com/vxn-runtime/vxn/runtime/lifecycle"
 )
@@ -40,6 +42,16 @@ func loadConfig(path string) (*config, error) {
 		}
 	}
 	return cfg, nil
+}
+
+// override applies the --kernel and --initramfs flags.
+func (c *config) override(ctx *cli.Context) {
+	if k := ctx.String("kernel"); k != "" {
+		c.Kernel = k
+	}
+	if i := ctx.String("initramfs"); i != "" {
+		c.Initramfs = i
+	}
 }
 
 // guest resolves the guest settings, filling defaults.

@@ -59,6 +59,8 @@ func newApp() *cli.App {
 			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "log format: text or json"},
 			&cli.BoolFlag{Name: "debug", Usage: "log debug messages"},
 			&cli.StringFlag{Name: "config", Value: defaultConfigFile, Usage: "vxn configuration file (guest kernel, initramfs, memory)"},
+			&cli.StringFlag{Name: "kernel", Usage: "guest kernel (overrides the configuration file)"},
+			&cli.StringFlag{Name: "initramfs", Usage: "guest initramfs (overrides the configuration file)"},
 			&cli.BoolFlag{Name: "systemd-cgroup", Usage: "accepted for runc compatibility; a guest has no host cgroup"},
 			&cli.StringFlag{Name: "rootless", Usage: "accepted for runc compatibility"},
 			&cli.StringFlag{Name: "criu", Usage: "accepted for runc compatibility; checkpoints need no CRIU"},
@@ -68,7 +70,7 @@ func newApp() *cli.App {
 		Before: setupLogging,
 		Commands: []*cli.Command{
 			createCommand, startCommand, runCommand, stateCommand, killCommand, deleteCommand,
-			listCommand, psCommand, execCommand, pauseCommand, resumeCommand, specCommand, featuresCommand, monitorCommand,
+			listCommand, psCommand, execCommand, checkCommand, pauseCommand, resumeCommand, specCommand, featuresCommand, monitorCommand,
 		},
 		// Errors are reported once, by main.
 		ExitErrHandler: func(*cli.Context, error) {},
@@ -114,11 +116,13 @@ func newRuntime(c *cli.Context) (*lifecycle.Runtime, error) {
 	if err != nil {
 		return nil, err
 	}
+	cfg.override(c)
 	hvName := c.String("hypervisor")
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("finding the vxn binary: %w", err)
 	}
+	// The monitor reads the container's resolved settings from its state.
 	monitorCmd := []string{exe, "--root", root, "--hypervisor", hvName, "--config", c.String("config")}
 	if c.Bool("debug") {
 		monitorCmd = append(monitorCmd, "--debug")

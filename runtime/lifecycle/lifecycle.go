@@ -190,7 +190,10 @@ func (r *Runtime) monitorConfig(dir *state.Dir, b *bundle.Bundle, consoleSocket 
 			return nil, err
 		}
 	}
-	g := r.opts.Guest
+	g, err := guestFor(r.opts.Guest, b.Spec.Annotations)
+	if err != nil {
+		return nil, err
+	}
 	cfg := &monitor.Config{
 		ID:   dir.ID,
 		Spec: b.Spec,
@@ -217,6 +220,50 @@ func (r *Runtime) monitorConfig(dir *state.Dir, b *bundle.Bundle, consoleSocket 
 		return nil, err
 	}
 	return cfg, state.WriteFileAtomic(dir.File(monitorConfigFile), data, 0o600)
+}
+
+// Annotations that choose a container's guest, overriding the
+// configuration file.
+const (
+	AnnotationKernel    = "org.vxn.kernel"
+	AnnotationInitramfs = "org.vxn.initramfs"
+	AnnotationMemory    = "org.vxn.memory-mib"
+	AnnotationVCPUs     = "org.vxn.vcpus"
+	AnnotationType      = "org.vxn.guest-type"
+)
+
+// guestFor applies a container's annotations to the guest defaults and
+// checks the result.
+func guestFor(g Guest, ann map[string]string) (Guest, error) {
+	if v := ann[AnnotationKernel]; v != "" {
+		g.Kernel = v
+	}
+	if v := ann[AnnotationInitramfs]; v != "" {
+		g.Initramfs = v
+	}
+	if v := ann[AnnotationMemory]; v != "" {
+		n, err := strconv.ParseUint(v, 10, 32)
+		if err != nil || n < 32 {
+			return g, fmt.Errorf("annotation %s=%q: give the guest memory in MiB, at least 32", AnnotationMemory, v)
+		}
+		g.MemoryMiB = n
+	}
+	if v := ann[AnnotationVCPUs]; v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 128 {
+			return g, fmt.Errorf("annotation %s=%q: give a number of vCPUs from 1 to 128", AnnotationVCPUs, v)
+		}
+		g.VCPUs = n
+	}
+	if v := ann[AnnotationType]; v != "" {
+		switch t := hypervisor.GuestType(v); t {
+		case hypervisor.GuestPV, hypervisor.GuestPVH:
+			g.Type = t
+		default:
+			return g, fmt.Errorf("annotation %s=%q: use pv or pvh", AnnotationType, v)
+		}
+	}
+	return g, nil
 }
 
 // maxFileMount bounds one file copied into the guest.

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sync"
 	"time"
 
@@ -117,6 +118,14 @@ func domainConfig(spec hypervisor.DomainSpec) (*libxl.DomainConfig, error) {
 // Create creates the domain paused, starts capturing its console, and
 // lets it run. On any error the domain is destroyed.
 func (h *Hypervisor) Create(ctx context.Context, spec hypervisor.DomainSpec) (_ hypervisor.Domain, err error) {
+	for what, p := range map[string]string{"guest kernel": spec.Kernel, "guest initramfs": spec.Ramdisk} {
+		if p == "" {
+			return nil, fmt.Errorf("no %s configured: set it in the vxn config file (`vxn check` tells)", what)
+		}
+		if _, err := os.Stat(p); err != nil {
+			return nil, fmt.Errorf("%s: %w (`vxn check` tells)", what, err)
+		}
+	}
 	cfg, err := domainConfig(spec)
 	if err != nil {
 		return nil, fmt.Errorf("xen: create %s: %w", spec.Name, err)
