@@ -68,10 +68,13 @@ clean:
 # module of its own) against vxn and runc, in a Xen dom0 inside QEMU. The
 # harness and the suite are built on the host (dom0 has no network).
 # Extra harness flags: make conformance CONFORMANCE_FLAGS='-only ^kill'
+# A DomU boot takes ~15s under QEMU's emulation and linux_cgroups_network
+# alone makes 32 containers: hence the longer per-program deadline here.
+CONFORMANCE_TIMEOUT ?= 600s
 .PHONY: conformance
 conformance: build guest
 	cd tests/conformance && $(GO) build -o $(abspath $(OUT))/conformance ./cmd/conformance
 	$(OUT)/conformance -build-only -suite $(abspath $(OUT))/conformance-suite
 	$(GO) run ./tests/xenvm -timeout 180m -results $(OUT)/conformance-results -- $(abspath $(OUT))/conformance \
 		-suite $(abspath $(OUT))/conformance-suite -results $(abspath $(OUT))/conformance-results \
-		-vxn $(abspath $(OUT)/vxn) -initramfs $(abspath $(OUT)/initramfs.img) $(CONFORMANCE_FLAGS)
+		-vxn $(abspath $(OUT)/vxn) -initramfs $(abspath $(OUT)/initramfs.img) -timeout $(CONFORMANCE_TIMEOUT) $(CONFORMANCE_FLAGS)
