@@ -149,8 +149,8 @@ func TestMonitorExitReportedBeforeCrash(t *testing.T) {
 // guest goes away at once). Serve picks at random among ready events, so
 // the test repeats the race a few times.
 //
-// BUG: Serve's failCh case finishes with StatusGuestDied without looking
-// at an exit report already waiting in init.exitCh.
+// (Serve's failCh case once finished with StatusGuestDied without looking
+// at an exit report already waiting in init.exitCh.)
 func TestMonitorExitReportedBeforeChannelLoss(t *testing.T) {
 	t.Parallel()
 	for i := 0; i < 12; i++ {
@@ -568,10 +568,10 @@ func TestMonitorPsWhenStopped(t *testing.T) {
 // powering off as told is no error. Serve picks at random among ready
 // events, so the test repeats the exit a few times.
 //
-// BUG: once finish has run, Serve loops again and may take the domDead
-// event that shutdownGuest put back instead of m.done: it then waits 200ms
-// and logs "the guest stopped (poweroff) without reporting the container's
-// exit" at error level, possibly several times.
+// (Serve once looped again after finish and could take the domDead event
+// that shutdownGuest put back instead of m.done: it then waited 200ms and
+// logged "the guest stopped (poweroff) without reporting the container's
+// exit" at error level, possibly several times.)
 func TestMonitorCleanExitLogsNoGuestDeath(t *testing.T) {
 	t.Parallel()
 	for i := 0; i < 8; i++ {
@@ -592,12 +592,11 @@ func TestMonitorCleanExitLogsNoGuestDeath(t *testing.T) {
 // TestMonitorKillAfterFailedStartStopsContainer: when the guest refuses
 // start without any process having been made (guestinit answers Error and
 // no Exit when it fails before forking: no pty, no pipes, fork failing),
-// the container has no process, so SIGKILL must still stop it.
+// the container has no process and is stopped; SIGKILL ends it at once.
 //
-// BUG: Start leaves m.started true after the guest's Error, so the
-// container stays "running" with no process and Kill only sends a Signal
-// frame the guest answers with "no process in session 0": nothing ever
-// ends the container short of killing the monitor.
+// (Start once left the container "running" with no process, and Kill only
+// sent a Signal frame the guest answers with "no process in session 0":
+// nothing ended the container short of killing the monitor.)
 func TestMonitorKillAfterFailedStartStopsContainer(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
@@ -609,19 +608,47 @@ func TestMonitorKillAfterFailedStartStopsContainer(t *testing.T) {
 	if r := await(t, res, "start"); !errContains(r.err, "no space left on device") {
 		t.Fatalf("start: %v", r.err)
 	}
+	if r, err := h.call(monitor.Request{Op: monitor.OpState}); err != nil || r.Status != specs.StateStopped {
+		t.Errorf("state after a refused start: %+v, %v; want stopped", r, err)
+	}
 	if err := h.m.Kill(9, false); err != nil {
 		t.Fatalf("Kill: %v", err)
 	}
-	// A guest answers a signal for a session without a process so.
-	if _, ok := h.g.take(agent.TypeSignal, 0); ok {
-		h.g.mustSendJSON(t, agent.TypeError, 0, agent.Error{Message: "no process in session 0"})
+	if st := await(t, done, "Serve"); st != 137 {
+		t.Errorf("Serve: %d, want 137", st)
 	}
-	select {
-	case st := <-done:
-		if st != 137 {
-			t.Errorf("Serve: %d, want 137", st)
-		}
-	case <-time.After(2 * time.Second): // hang guard
-		t.Fatalf("SIGKILL did not stop a container whose start failed (status %s)", h.m.Status())
+	if n := h.g.count(agent.TypeSignal, 0); n != 0 {
+		t.Errorf("%d signal frames sent for a process that never started", n)
+	}
+}
+
+// TestMonitorStartRefusedWithoutExit: a refused start with no exit report
+// ends the container by itself, with the shell's status for a failed exec.
+func TestMonitorStartRefusedWithoutExit(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.boot()
+	done := h.serve()
+	res := h.callAsync(monitor.Request{Op: monitor.OpStart})
+	h.g.mustTake(t, agent.TypeStart, 0)
+	h.g.mustSendJSON(t, agent.TypeError, 0, agent.Error{Message: "fork: resource temporarily unavailable"})
+	if r := await(t, res, "start"); !errContains(r.err, "resource temporarily unavailable") {
+		t.Fatalf("start: %v", r.err)
+	}
+	if st := h.m.Status(); st != specs.StateStopped {
+		t.Errorf("status after a refused start: %s", st)
+	}
+	stdio := newExecStdio(t, h.dir, "")
+	if _, err := monitor.StartExec(h.cfg.ControlSocket, &specs.Process{Args: []string{"ls"}}, stdio.files); !errContains(err, "cannot exec") {
+		t.Errorf("exec after a refused start: %v", err)
+	}
+	if st := await(t, done, "Serve"); st != monitor.StatusStartFailed {
+		t.Errorf("Serve: %d, want %d", st, monitor.StatusStartFailed)
+	}
+	if st, err := h.exitFile(); err != nil || st != monitor.StatusStartFailed {
+		t.Errorf("exit file: %d, %v", st, err)
+	}
+	if h.dom.destroys.Load() < 1 {
+		t.Error("not destroyed")
 	}
 }
