@@ -35,10 +35,14 @@ const hangGuard = 20 * time.Second
 
 func TestMain(m *testing.M) {
 	// Most of these tests wait on the monitor, not on the CPU: run more
-	// parallel tests at once than there are CPUs (an explicit -parallel
-	// still wins).
-	if f := flag.Lookup("test.parallel"); f != nil && f.Value.String() == f.DefValue {
-		_ = f.Value.Set("16")
+	// parallel tests at once than there are CPUs. An explicit -parallel
+	// wins, and fuzzing (whose workers are -parallel processes) keeps the
+	// default.
+	flag.Parse()
+	set := map[string]bool{}
+	flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if !set["test.parallel"] && !set["test.fuzz"] {
+		_ = flag.Set("test.parallel", "16")
 	}
 	os.Exit(m.Run())
 }
