@@ -652,3 +652,33 @@ func TestMonitorStartRefusedWithoutExit(t *testing.T) {
 		t.Error("not destroyed")
 	}
 }
+
+// TestMonitorKillBeforeStartStopSignals: the stop signals (SIGSTOP,
+// SIGTSTP, SIGTTIN, SIGTTOU) never terminate a process, so by Kill's own
+// rule ("a signal that would terminate one stops it") they must not end a
+// created container. SIGTSTP is also among the signals the monitor
+// forwards from itself.
+//
+// BUG: Kill's list of harmless signals lacks them; Kill(SIGSTOP) on a
+// created container ends it with status 147.
+func TestMonitorKillBeforeStartStopSignals(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.boot()
+	done := h.serve()
+	for _, sig := range []int{19, 20, 21, 22} { // SIGSTOP SIGTSTP SIGTTIN SIGTTOU
+		if err := h.m.Kill(sig, false); err != nil {
+			t.Errorf("Kill(%d): %v", sig, err)
+		}
+	}
+	// Kill ends a container from a goroutine: let it run.
+	settle()
+	if st := h.m.Status(); st != specs.StateCreated {
+		t.Fatalf("a created container got stop signals and is now %s", st)
+	}
+	h.start()
+	h.g.mustSendJSON(t, agent.TypeExit, 0, agent.Exit{Code: 0})
+	if st := await(t, done, "Serve"); st != 0 {
+		t.Errorf("Serve: %d, want 0", st)
+	}
+}
