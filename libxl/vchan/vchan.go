@@ -252,7 +252,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 		if err != nil {
 			return 0, err
 		}
-		n := C.libxenvchan_read(c.ctrl, unsafe.Pointer(&p[0]), C.size_t(len(p)))
+		n := C.libxenvchan_read(c.ctrl, unsafe.Pointer(&p[0]), C.size_t(min(len(p), maxRingSize)))
 		open := C.libxenvchan_is_open(c.ctrl)
 		c.mu.Unlock()
 		switch {
@@ -281,7 +281,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 		var n C.int
 		open := C.libxenvchan_is_open(c.ctrl)
 		if open != 0 {
-			n = C.libxenvchan_write(c.ctrl, unsafe.Pointer(&p[done]), C.size_t(len(p)-done))
+			n = C.libxenvchan_write(c.ctrl, unsafe.Pointer(&p[done]), C.size_t(min(len(p)-done, maxRingSize)))
 		}
 		c.mu.Unlock()
 		switch {
