@@ -3,10 +3,13 @@ package monitor_test
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/vxn-runtime/vxn/runtime/agent"
 	"github.com/vxn-runtime/vxn/runtime/monitor"
@@ -223,5 +226,76 @@ func TestMonitorExecRefused(t *testing.T) {
 	}
 	if _, err := monitor.StartExec(h.cfg.ControlSocket, &specs.Process{Args: []string{"ls"}}, stdio.files); !errContains(err, "not running") {
 		t.Errorf("exec after the container stopped: %v", err)
+	}
+}
+
+// pipeRefs counts this process's descriptors open on the pipe of f.
+func pipeRefs(t *testing.T, f *os.File) int {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		t.Fatal(err)
+	}
+	want := "pipe:[" + strconv.FormatUint(st.Ino, 10) + "]"
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range ents {
+		if l, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && l == want {
+			n++
+		}
+	}
+	return n
+}
+
+// TestMonitorExecReleasesStdinAtExit: once an exec'd process has exited,
+// the monitor lets go of the client's stdin, which stays open (a terminal,
+// or a pipe whose writer lives on). Otherwise it keeps a read pending on it
+// and swallows the next input meant for whoever reads it after the exec:
+// with `vxn exec` (no -t) from a shell, the user's next keystrokes.
+//
+// BUG: pumpStdin blocks in Read on the received stdin; serveExec's
+// deferred Close of that *os.File does not interrupt a blocking read (the
+// descriptor is not pollable: StartExec's File.Fd() made it blocking), so
+// the descriptor and the goroutine stay until input arrives, and that
+// input is read and dropped.
+func TestMonitorExecReleasesStdinAtExit(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.boot()
+	h.start()
+	stdio := newExecStdio(t, h.dir, "")
+	// stdin: a pipe whose writer stays open, as a terminal would.
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	stdio.files[0].Close()
+	stdio.files[0] = r
+	res := h.startExec(&specs.Process{Args: []string{"true"}}, stdio.files)
+	h.g.mustTake(t, agent.TypeExec, 1)
+	h.g.mustSendJSON(t, agent.TypeStarted, 1, agent.Started{Pid: 3})
+	c := await(t, res, "StartExec")
+	if c.err != nil {
+		t.Fatal(c.err)
+	}
+	h.g.mustSendJSON(t, agent.TypeExit, 1, agent.Exit{})
+	if st, err := c.c.Wait(); err != nil || st != 0 {
+		t.Fatalf("Wait: %d, %v", st, err)
+	}
+	// Ours are r and w; the monitor's copy of r must go.
+	deadline := time.Now().Add(2 * time.Second) // hang guard
+	for pipeRefs(t, r) > 2 {
+		if time.Now().After(deadline) {
+			_, werr := w.Write([]byte("next command\n"))
+			released := eventually(func() bool { return pipeRefs(t, r) == 2 })
+			t.Fatalf("the monitor still holds the stdin of exec session 1 after it exited; a line written then "+
+				"(write error %v) was taken by the monitor (which then let go: %v) and reached the guest in %d stdin frames",
+				werr, released, h.g.count(agent.TypeStdin, 1))
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
