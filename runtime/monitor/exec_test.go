@@ -299,3 +299,70 @@ func TestMonitorExecReleasesStdinAtExit(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestMonitorConcurrentExecs: two exec sessions at once, each with its own
+// output files and its own stdin window, while the container's own stdin
+// window is full.
+func TestMonitorConcurrentExecs(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, withStdin(&patternReader{n: 2 * agent.StdinWindow}))
+	h.boot()
+	h.start()
+	done := h.serve()
+	// The container's process reads nothing: its window fills.
+	if !h.g.wait(func() bool { return h.g.stdin[0] != nil && h.g.stdin[0].Len() >= agent.StdinWindow-agent.ChunkSize }) {
+		t.Fatal("no stdin for the container")
+	}
+
+	var clients [2]*monitor.ExecClient
+	var stdios [2]*execStdio
+	for i := range clients {
+		stdios[i] = newExecStdio(t, shortDir(t), strconv.Itoa(i)+" in")
+		res := h.startExec(&specs.Process{Args: []string{"cat"}}, stdios[i].files)
+		id := uint32(i + 1)
+		h.g.mustTake(t, agent.TypeExec, id)
+		h.g.mustSendJSON(t, agent.TypeStarted, id, agent.Started{Pid: 10 + i})
+		r := await(t, res, "StartExec")
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		clients[i] = r.c
+	}
+	for i := range clients {
+		id := uint32(i + 1)
+		if !h.g.wait(func() bool { return h.g.closed[id] }) {
+			t.Fatalf("exec %d: stdin not closed", id)
+		}
+		if got, want := string(h.g.stdinOf(id)), strconv.Itoa(i)+" in"; got != want {
+			t.Errorf("exec %d stdin %q, want %q", id, got, want)
+		}
+	}
+	for j := 0; j < 3; j++ {
+		for i := range clients {
+			h.g.mustSend(t, agent.TypeStdout, uint32(i+1), []byte("out"+strconv.Itoa(i)+" "))
+			h.g.mustSend(t, agent.TypeStderr, uint32(i+1), []byte("err"+strconv.Itoa(i)+" "))
+		}
+	}
+	h.g.mustSendJSON(t, agent.TypeExit, 2, agent.Exit{Code: 22})
+	h.g.mustSendJSON(t, agent.TypeExit, 1, agent.Exit{Signal: 2})
+	for i, want := range []int{130, 22} {
+		if st, err := clients[i].Wait(); err != nil || st != want {
+			t.Errorf("exec %d: Wait %d, %v; want %d", i+1, st, err, want)
+		}
+		o := "out" + strconv.Itoa(i) + " "
+		e := "err" + strconv.Itoa(i) + " "
+		if b, _ := os.ReadFile(stdios[i].out); string(b) != o+o+o {
+			t.Errorf("exec %d stdout %q", i+1, b)
+		}
+		if b, _ := os.ReadFile(stdios[i].err); string(b) != e+e+e {
+			t.Errorf("exec %d stderr %q", i+1, b)
+		}
+	}
+	if h.out.String() != "" || h.err.String() != "" {
+		t.Errorf("exec output reached the container's stdio: %q %q", h.out.String(), h.err.String())
+	}
+	h.g.mustSendJSON(t, agent.TypeExit, 0, agent.Exit{})
+	if st := await(t, done, "Serve"); st != 0 {
+		t.Errorf("Serve: %d", st)
+	}
+}
