@@ -3,7 +3,9 @@ package monitor_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"os"
 	"strings"
 	"testing"
@@ -680,5 +682,64 @@ func TestMonitorKillBeforeStartStopSignals(t *testing.T) {
 	h.g.mustSendJSON(t, agent.TypeExit, 0, agent.Exit{Code: 0})
 	if st := await(t, done, "Serve"); st != 0 {
 		t.Errorf("Serve: %d, want 0", st)
+	}
+}
+
+// TestMonitorBootFailureConsoleTail: a failed boot shows the last 20 lines
+// of the guest's console, sanitised and bounded.
+func TestMonitorBootFailureConsoleTail(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	var b strings.Builder
+	for i := 1; i <= 30; i++ {
+		fmt.Fprintf(&b, "console line %02d\r\n", i)
+	}
+	b.WriteString("\x1b]0;evil title\x07" + strings.Repeat("y", 1000) + "\n")
+	if err := os.WriteFile(h.cfg.Domain.ConsoleLog, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ch := h.bootAsync()
+	h.handshake()
+	h.dom.die(hypervisor.ReasonCrash)
+	err := await(t, ch, "Boot")
+	if err == nil {
+		t.Fatal("Boot succeeded")
+	}
+	msg := err.Error()
+	if strings.Contains(msg, "console line 11") || !strings.Contains(msg, "console line 12") || !strings.Contains(msg, "console line 30") {
+		t.Errorf("console tail is not the last 20 lines:\n%s", msg)
+	}
+	if strings.ContainsAny(msg, "\x1b\x07\r") {
+		t.Errorf("console tail not sanitised: %q", msg)
+	}
+	if strings.Contains(msg, strings.Repeat("y", 201)) {
+		t.Error("a console line longer than 200 bytes was passed on whole")
+	}
+}
+
+// TestMonitorControlSocketGarbage: a request that is not JSON gets no
+// answer and does not disturb the monitor.
+func TestMonitorControlSocketGarbage(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.boot()
+	for _, junk := range []string{"not json\n", "{\"op\":", strings.Repeat("[", 10000)} {
+		c, err := net.Dial("unix", h.cfg.ControlSocket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = c.Write([]byte(junk))
+		if uc, ok := c.(*net.UnixConn); ok {
+			_ = uc.CloseWrite()
+		}
+		_ = c.SetDeadline(time.Now().Add(hangGuard))
+		b, err := io.ReadAll(c)
+		c.Close()
+		if len(b) != 0 || err != nil {
+			t.Errorf("answer to %.20q: %q, %v", junk, b, err)
+		}
+	}
+	if r, err := h.call(monitor.Request{Op: monitor.OpState}); err != nil || r.Status != specs.StateCreated {
+		t.Errorf("state after garbage: %+v, %v", r, err)
 	}
 }
