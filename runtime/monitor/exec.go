@@ -127,6 +127,13 @@ func recvStdio(c *net.UnixConn) ([3]*os.File, error) {
 		unix.CloseOnExec(fd)
 		files[i] = os.NewFile(uintptr(fd), fmt.Sprintf("exec-stdio-%d", i))
 	}
+	// The client's stdin is usually blocking, and closing a blocked read
+	// does not end it: the monitor would go on swallowing the user's input
+	// after the exec ended. A non-blocking open of its own can be closed.
+	if in, err := os.OpenFile(fmt.Sprintf("/proc/self/fd/%d", fds[0]), os.O_RDONLY|unix.O_NONBLOCK, 0); err == nil {
+		files[0].Close()
+		files[0] = in
+	}
 	return files, nil
 }
 

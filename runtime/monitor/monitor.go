@@ -348,7 +348,8 @@ func (m *Monitor) Kill(sig int, all bool) error {
 	}
 	if !started {
 		switch unix.Signal(sig) {
-		case unix.SIGCHLD, unix.SIGCONT, unix.SIGURG, unix.SIGWINCH:
+		case unix.SIGCHLD, unix.SIGCONT, unix.SIGURG, unix.SIGWINCH,
+			unix.SIGSTOP, unix.SIGTSTP, unix.SIGTTIN, unix.SIGTTOU: // no process to stop
 			return nil
 		}
 		go m.finish(128 + sig)

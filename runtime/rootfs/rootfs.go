@@ -39,8 +39,14 @@ func Mke2fs() (string, error) {
 // Size returns the bytes of content under dir, counting each file at
 // least one 4 KiB block.
 func Size(dir string) (int64, error) {
-	var total int64
-	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+	bytes, _, err := measure(dir)
+	return bytes, err
+}
+
+// measure returns the bytes (as Size counts them) and the number of
+// entries under dir.
+func measure(dir string) (bytes, entries int64, err error) {
+	err = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -48,16 +54,17 @@ func Size(dir string) (int64, error) {
 		if err != nil {
 			return err
 		}
-		total += (info.Size() + 4095) &^ 4095
+		entries++
+		bytes += (info.Size() + 4095) &^ 4095
 		if info.Size() == 0 {
-			total += 4096
+			bytes += 4096
 		}
 		return nil
 	})
 	if err != nil {
-		return 0, fmt.Errorf("measuring rootfs %s: %w", dir, err)
+		return 0, 0, fmt.Errorf("measuring rootfs %s: %w", dir, err)
 	}
-	return total, nil
+	return bytes, entries, nil
 }
 
 // Build writes an ext4 image of dir to img. The image is created anew.
@@ -66,7 +73,7 @@ func Build(dir, img string) error {
 	if err != nil {
 		return err
 	}
-	used, err := Size(dir)
+	used, entries, err := measure(dir)
 	if err != nil {
 		return err
 	}
@@ -86,7 +93,11 @@ func Build(dir, img string) error {
 		return fmt.Errorf("sizing rootfs image: %w", err)
 	}
 	cmd := exec.Command(mke2fs, "-q", "-F", "-t", "ext4", "-O", "^has_journal",
-		"-E", "lazy_itable_init=1,nodiscard", "-m", "0", "-L", "vxn-rootfs", "-d", dir, img,
+		"-E", "lazy_itable_init=1,nodiscard", "-m", "0", "-L", "vxn-rootfs",
+		// mke2fs's default of one inode per 16 KiB runs out on trees of
+		// many small files: size the table for the content, with room.
+		"-N", strconv.FormatInt(entries+entries/4+16384, 10),
+		"-d", dir, img,
 		strconv.FormatInt(size/1024, 10)+"k")
 	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
 	if out, err := cmd.CombinedOutput(); err != nil {
