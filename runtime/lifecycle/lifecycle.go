@@ -151,6 +151,7 @@ func (r *Runtime) Create(ctx context.Context, id string, o CreateOptions) (_ *Cr
 	if err := rootfs.Build(b.Rootfs, img); err != nil {
 		return nil, err
 	}
+	r.opts.Log.Debugf("container %s: guest console log %s, monitor log %s", id, dir.File(state.ConsoleLog), dir.File(state.MonitorLog))
 	mon, err = r.startMonitor(dir, cfg, o)
 	if err != nil {
 		return nil, err
