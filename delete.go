@@ -1,6 +1,10 @@
 package main
 
-import "github.com/urfave/cli/v2"
+import (
+	"github.com/urfave/cli/v2"
+
+	"github.com/vxn-runtime/vxn/runtime/lifecycle"
+)
 
 var deleteCommand = &cli.Command{
 	Name:      "delete",
@@ -9,15 +13,7 @@ var deleteCommand = &cli.Command{
 	Flags: []cli.Flag{
 		&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "kill the container first if it is running"},
 	},
-	Action: func(c *cli.Context) error {
-		id, err := idArg(c)
-		if err != nil {
-			return err
-		}
-		rt, err := newRuntime(c)
-		if err != nil {
-			return err
-		}
+	Action: containerAction(func(c *cli.Context, rt *lifecycle.Runtime, id string) error {
 		return rt.Delete(c.Context, id, c.Bool("force"))
-	},
+	}),
 }

@@ -151,6 +151,22 @@ func openHypervisor(name, root, fakeGuestinit string) (hypervisor.Hypervisor, er
 	return nil, fmt.Errorf("unknown hypervisor %q: vxn supports xen", name)
 }
 
+// containerAction is the Action of a command whose one argument is a
+// container ID: it builds the runtime and runs f.
+func containerAction(f func(c *cli.Context, rt *lifecycle.Runtime, id string) error) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		id, err := idArg(c)
+		if err != nil {
+			return err
+		}
+		rt, err := newRuntime(c)
+		if err != nil {
+			return err
+		}
+		return f(c, rt, id)
+	}
+}
+
 // checkArgs checks a command's positional arguments.
 func checkArgs(c *cli.Context, n int, usage string) error {
 	if c.NArg() != n {

@@ -1,20 +1,16 @@
 package main
 
-import "github.com/urfave/cli/v2"
+import (
+	"github.com/urfave/cli/v2"
+
+	"github.com/vxn-runtime/vxn/runtime/lifecycle"
+)
 
 var startCommand = &cli.Command{
 	Name:      "start",
 	Usage:     "start the process of a created container",
 	ArgsUsage: "<container-id>",
-	Action: func(c *cli.Context) error {
-		id, err := idArg(c)
-		if err != nil {
-			return err
-		}
-		rt, err := newRuntime(c)
-		if err != nil {
-			return err
-		}
+	Action: containerAction(func(c *cli.Context, rt *lifecycle.Runtime, id string) error {
 		return rt.Start(c.Context, id)
-	},
+	}),
 }

@@ -5,21 +5,15 @@ import (
 	"os"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/vxn-runtime/vxn/runtime/lifecycle"
 )
 
 var stateCommand = &cli.Command{
 	Name:      "state",
 	Usage:     "print the OCI state of a container",
 	ArgsUsage: "<container-id>",
-	Action: func(c *cli.Context) error {
-		id, err := idArg(c)
-		if err != nil {
-			return err
-		}
-		rt, err := newRuntime(c)
-		if err != nil {
-			return err
-		}
+	Action: containerAction(func(_ *cli.Context, rt *lifecycle.Runtime, id string) error {
 		st, err := rt.State(id)
 		if err != nil {
 			return err
@@ -27,5 +21,5 @@ var stateCommand = &cli.Command{
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(st)
-	},
+	}),
 }

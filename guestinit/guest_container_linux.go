@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vxn-runtime/vxn/runtime/agent"
+	"github.com/vxn-runtime/vxn/runtime/bundle"
 )
 
 // containerRoot is where prepareContainer mounts the container's root disk.
@@ -164,7 +165,7 @@ func setupRoot(root string, cfg *agent.Config) error {
 	}
 	for _, m := range spec.Mounts {
 		dest := cleanDest(m.Destination)
-		if i, ok := files[dest]; ok && isBind(m) {
+		if i, ok := files[dest]; ok && bundle.IsBind(m) {
 			o, err := parseMountOptions(m.Options)
 			if err != nil {
 				return fmt.Errorf("mount on %s: %w", dest, err)
@@ -230,19 +231,6 @@ func setupRoot(root string, cfg *agent.Config) error {
 
 // cleanDest makes a spec destination absolute and clean ("etc/x" is /etc/x).
 func cleanDest(p string) string { return path.Clean("/" + p) }
-
-// isBind reports whether m is a bind mount.
-func isBind(m specs.Mount) bool {
-	if m.Type == "bind" {
-		return true
-	}
-	for _, o := range m.Options {
-		if o == "bind" || o == "rbind" {
-			return true
-		}
-	}
-	return false
-}
 
 // fdPath names an open file for mount(2) and friends.
 func fdPath(f *os.File) string { return fmt.Sprintf("/proc/self/fd/%d", f.Fd()) }
@@ -404,7 +392,7 @@ func (c *containerFS) mount(m specs.Mount) error {
 	if err != nil {
 		return fmt.Errorf("mount on %s: %w", dest, err)
 	}
-	if isBind(m) {
+	if bundle.IsBind(m) {
 		return c.bindMount(m.Source, dest, o)
 	}
 	fstype, data := m.Type, o.data

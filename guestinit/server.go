@@ -83,14 +83,7 @@ func (s *server) sendError(session uint32, err error) {
 func (s *server) handle(f agent.Frame) error {
 	switch f.Type {
 	case agent.TypeHello:
-		var h agent.Hello
-		if err := agent.Unmarshal(f.Payload, &h); err != nil {
-			return err
-		}
-		if h.Version != agent.Version {
-			return fmt.Errorf("monitor speaks protocol %d, guest %d: use a guest image built with this vxn", h.Version, agent.Version)
-		}
-		return nil
+		return agent.CheckHello(f.Payload)
 	case agent.TypeConfig:
 		return s.configure(f.Payload)
 	case agent.TypeStart:

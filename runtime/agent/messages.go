@@ -105,6 +105,19 @@ type Winsize struct {
 	Cols uint16
 }
 
+// CheckHello decodes the peer's Hello and checks that it speaks this
+// version of the protocol.
+func CheckHello(p []byte) error {
+	var h Hello
+	if err := Unmarshal(p, &h); err != nil {
+		return err
+	}
+	if h.Version != Version {
+		return fmt.Errorf("%w: the %s speaks protocol %d, this side %d: use a guest image built with this vxn", ErrBadVersion, Sanitize(h.Role, 16), h.Version, Version)
+	}
+	return nil
+}
+
 // Marshal encodes v as a frame payload.
 func Marshal(v any) ([]byte, error) {
 	b, err := json.Marshal(v)

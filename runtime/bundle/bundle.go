@@ -130,3 +130,17 @@ func (e *fieldError) Unwrap() []error {
 	}
 	return []error{ErrInvalid, e.cause}
 }
+
+// IsBind reports whether a mount is a bind mount (type "bind", or a
+// "bind"/"rbind" option as runc accepts).
+func IsBind(m specs.Mount) bool {
+	if m.Type == "bind" {
+		return true
+	}
+	for _, o := range m.Options {
+		if o == "bind" || o == "rbind" {
+			return true
+		}
+	}
+	return false
+}

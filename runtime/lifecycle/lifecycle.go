@@ -275,7 +275,7 @@ const maxFileMount = 1 << 20
 func fileMounts(spec *specs.Spec) ([]agent.File, error) {
 	var files []agent.File
 	for _, mnt := range spec.Mounts {
-		if !isBind(mnt) {
+		if !bundle.IsBind(mnt) {
 			continue
 		}
 		st, err := os.Stat(mnt.Source)
@@ -299,18 +299,6 @@ func fileMounts(spec *specs.Spec) ([]agent.File, error) {
 		files = append(files, agent.File{Destination: mnt.Destination, Mode: uint32(st.Mode().Perm()), Data: data, ReadOnly: ro})
 	}
 	return files, nil
-}
-
-func isBind(m specs.Mount) bool {
-	if m.Type == "bind" {
-		return true
-	}
-	for _, o := range m.Options {
-		if o == "bind" || o == "rbind" {
-			return true
-		}
-	}
-	return false
 }
 
 // startMonitor forks the monitor and waits until the guest is ready.

@@ -506,12 +506,8 @@ func (m *Monitor) handleFrame(f agent.Frame) error {
 	}
 	switch f.Type {
 	case agent.TypeHello:
-		var h agent.Hello
-		if err := agent.Unmarshal(f.Payload, &h); err != nil {
+		if err := agent.CheckHello(f.Payload); err != nil {
 			return err
-		}
-		if h.Version != agent.Version {
-			return fmt.Errorf("guest speaks protocol %d, monitor %d: rebuild the guest image with this vxn", h.Version, agent.Version)
 		}
 	case agent.TypeReady:
 		if s.id == 0 && !m.configured.Swap(true) {
