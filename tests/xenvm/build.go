@@ -20,7 +20,7 @@ var initScript []byte
 
 // initramfsFormat changes whenever the layout of the initramfs built here
 // changes in a way the inputs below do not capture.
-const initramfsFormat = "xenvm-initramfs-1"
+const initramfsFormat = "xenvm-initramfs-2"
 
 // Modules loaded in the dom0 initramfs, with their dependencies: the ones
 // needed to reach the host root, then the Xen backends and the networking
@@ -183,12 +183,12 @@ type initramfsSpec struct {
 	Init          []byte
 }
 
-// moduleListFile is /etc/xenvm/modules: absolute paths inside the
-// initramfs, one a line, in load order.
+// moduleListFile is /etc/xenvm/modules: in load order, one line per
+// module with its name (as in /sys/module) and its path in the initramfs.
 func (s *initramfsSpec) moduleListFile() []byte {
 	var b strings.Builder
 	for _, m := range s.Modules {
-		b.WriteString("/lib/modules/" + s.KernelVersion + "/" + m + "\n")
+		b.WriteString(moduleName(m) + " /lib/modules/" + s.KernelVersion + "/" + m + "\n")
 	}
 	return []byte(b.String())
 }

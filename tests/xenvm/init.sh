@@ -34,30 +34,26 @@ die() {
 	sleep 60
 }
 
-# load_modules FILE: insmod every module listed in FILE (paths, one a line).
-# They are listed dependencies first, but retry until all load anyway.
+# load_modules FILE: insmod every module listed in FILE ("name path" lines,
+# dependencies first), retrying the ones that fail until all load.
 load_modules() {
 	pending=$(cat "$1")
-	round=0
+	round=1
 	while [ -n "$pending" ]; do
-		round=$((round + 1))
 		left=""
-		for m in $pending; do
-			name=${m##*/}
-			name=${name%%.ko*}
-			name=$(echo "$name" | tr - _)
-			if [ -d "/sys/module/$name" ]; then
-				continue
-			fi
+		set -- $pending
+		while [ $# -ge 2 ]; do
+			name=$1 m=$2
+			shift 2
+			[ -d "${SYSMODULE:-/sys/module}/$name" ] && continue
 			if [ "$round" -lt 6 ]; then
-				insmod "$m" 2>/dev/null || left="$left $m"
+				insmod "$m" 2>/dev/null || left="$left $name $m"
 			else
 				insmod "$m" || log "module $m did not load"
 			fi
 		done
-		if [ "$round" -ge 6 ]; then
-			break
-		fi
+		[ "$round" -ge 6 ] && break
+		round=$((round + 1))
 		pending=$left
 	done
 }
@@ -196,5 +192,6 @@ stage2() {
 
 case "$1" in
 stage2) stage2 ;;
+lib) ;; # sourced by the unit tests
 *) stage1 ;;
 esac

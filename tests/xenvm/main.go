@@ -108,6 +108,10 @@ type options struct {
 	rootCache string
 	lock      string
 	argv      []string
+
+	// Set by resolve.
+	cmdEnv map[string]string // the command's environment
+	tmpfs  []string          // directories with a fresh tmpfs in dom0
 }
 
 func parseFlags(args []string, output io.Writer) (*options, error) {
@@ -208,6 +212,18 @@ func (o *options) resolve() error {
 	if under(o.results, "/proc") || under(o.results, "/sys") || under(o.results, "/dev") || under(o.results, "/run") {
 		return fmt.Errorf("results dir %s: not under /proc, /sys, /dev or /run please", o.results)
 	}
+	if o.cmdEnv, err = commandEnv(os.Getenv("PATH"), o.results, o.env, os.LookupEnv); err != nil {
+		return err
+	}
+	used := append([]string{o.dir}, o.argv...)
+	for _, v := range o.cmdEnv {
+		used = append(used, v)
+	}
+	var kept []string
+	o.tmpfs, kept = freshTmpfs([]string{"/tmp", "/var/tmp"}, used)
+	for _, k := range kept {
+		logf("note: dom0 keeps the host's %s", k)
+	}
 	return nil
 }
 
@@ -271,23 +287,11 @@ func (o *options) writeControl() error {
 	if err := os.RemoveAll(filepath.Join(o.results, "xenconsoled")); err != nil {
 		return err
 	}
-	used := append([]string{o.dir}, o.argv...)
-	env, err := commandEnv(os.Getenv("PATH"), o.results, o.env, os.LookupEnv)
-	if err != nil {
-		return err
-	}
-	for _, v := range env {
-		used = append(used, v)
-	}
-	fresh, kept := freshTmpfs([]string{"/tmp", "/var/tmp"}, used)
-	for _, k := range kept {
-		logf("note: dom0 keeps the host's %s", k)
-	}
-	cfg := guestConfig{Results: o.results, Tmpfs: fresh, GuestLogs: o.guestLogs, RootCache: o.rootCache}
+	cfg := guestConfig{Results: o.results, Tmpfs: o.tmpfs, GuestLogs: o.guestLogs, RootCache: o.rootCache}
 	if err := os.WriteFile(filepath.Join(ctl, "config"), []byte(cfg.script()), 0o644); err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(ctl, "cmd.sh"), []byte(commandScript(o.dir, env, o.argv)), 0o644)
+	return os.WriteFile(filepath.Join(ctl, "cmd.sh"), []byte(commandScript(o.dir, o.cmdEnv, o.argv)), 0o644)
 }
 
 // tailer copies what is appended to a file that may not exist yet.
@@ -417,7 +421,7 @@ loop:
 				kill()
 			}
 		case <-deadline.C:
-			failure = fmt.Sprintf("timed out after %v", o.timeout)
+			failure = fmt.Sprintf("timed out (-timeout %v)", o.timeout)
 			kill()
 		case s := <-sigs:
 			failure = fmt.Sprintf("interrupted by %v", s)

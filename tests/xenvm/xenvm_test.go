@@ -275,7 +275,7 @@ func TestInitramfs(t *testing.T) {
 	if ents["lib/modules/9.9.9-test/kernel/sub/b-c.ko"].data != "module kernel/sub/b-c.ko" {
 		t.Error("module missing")
 	}
-	wantList := "/lib/modules/9.9.9-test/kernel/sub/b-c.ko\n/lib/modules/9.9.9-test/kernel/a.ko\n"
+	wantList := "b_c /lib/modules/9.9.9-test/kernel/sub/b-c.ko\na /lib/modules/9.9.9-test/kernel/a.ko\n"
 	if got := ents["etc/xenvm/modules"].data; got != wantList {
 		t.Errorf("module list %q, want %q", got, wantList)
 	}
@@ -577,5 +577,50 @@ func TestLock(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the second locker did not get the released lock")
+	}
+}
+
+// TestLoadModules runs init.sh's load_modules with a fake insmod that
+// fails while a module's dependencies are missing.
+func TestLoadModules(t *testing.T) {
+	bb := "/bin/busybox"
+	if _, err := os.Stat(bb); err != nil {
+		t.Skip(err)
+	}
+	dir := t.TempDir()
+	list := "c /m/c.ko\nb /m/b.ko\na /m/a.ko\nloaded /m/loaded.ko\n"
+	os.WriteFile(filepath.Join(dir, "list"), []byte(list), 0o644)
+	os.MkdirAll(filepath.Join(dir, "sys", "loaded"), 0o755)
+	script := `
+. ./init.sh lib
+SYSMODULE=$D/sys
+insmod() {
+	n=${1##*/}; n=${n%.ko}
+	echo "insmod $n" >>"$D/log"
+	case $n in
+	c) [ -d "$SYSMODULE/b" ] || return 1 ;;
+	b) [ -d "$SYSMODULE/a" ] || return 1 ;;
+	loaded) return 1 ;;
+	esac
+	mkdir "$SYSMODULE/$n"
+}
+load_modules "$D/list"
+ls "$SYSMODULE" | tr '\n' ' '
+`
+	cmd := exec.Command(bb, "sh", "-c", script)
+	cmd.Env = append(os.Environ(), "D="+dir)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if got := string(out); got != "a b c loaded " {
+		t.Errorf("loaded %q", got)
+	}
+	log, _ := os.ReadFile(filepath.Join(dir, "log"))
+	// Round 1: c fails, b fails, a loads; round 2: c fails, b loads;
+	// round 3: c loads. The loaded module is never insmodded.
+	want := "insmod c\ninsmod b\ninsmod a\ninsmod c\ninsmod b\ninsmod c\n"
+	if string(log) != want {
+		t.Errorf("insmod calls:\n%s\nwant:\n%s", log, want)
 	}
 }
