@@ -342,3 +342,25 @@ func TestGuestKernelCrash(t *testing.T) {
 	t.Logf("crash reported as exit %d", r.Code)
 	assertClean(t, c, "crash")
 }
+
+func TestExec(t *testing.T) {
+	c := cli(t)
+	b, _ := testutil.Bundle(t, "sleep", "600")
+	c.MustRun(t, "create", "--bundle", b, "exec1")
+	c.MustRun(t, "start", "exec1")
+	c.WaitStatus(t, "exec1", specs.StateRunning, time.Minute)
+	start := time.Now()
+	r := c.Run(t, nil, "exec", "exec1", "sh", "-c", "echo out; echo err >&2; exit 5")
+	t.Logf("TIMING exec: %s", time.Since(start).Round(time.Millisecond))
+	if r.Code != 5 || r.Stdout != "out\n" || r.Stderr != "err\n" {
+		t.Fatalf("exec: %v", r)
+	}
+	if r := c.Run(t, strings.NewReader("through exec\n"), "exec", "exec1", "cat"); r.Code != 0 || r.Stdout != "through exec\n" {
+		t.Fatalf("exec with stdin: %v", r)
+	}
+	if r := c.Run(t, nil, "ps", "exec1"); r.Code != 0 || !strings.Contains(r.Stdout, "sleep 600") {
+		t.Fatalf("ps: %v", r)
+	}
+	c.MustRun(t, "delete", "--force", "exec1")
+	assertClean(t, c, "exec1")
+}
