@@ -32,6 +32,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -56,6 +57,7 @@ type options struct {
 	suiteDir               string
 	module                 string
 	buildOnly, rebuild     bool
+	report                 bool
 }
 
 func parseFlags() *options {
@@ -78,6 +80,7 @@ func parseFlags() *options {
 	flag.StringVar(&o.module, "module", "", "directory of this Go module (default: found from the cwd)")
 	flag.BoolVar(&o.buildOnly, "build-only", false, "build the suite into -suite and exit")
 	flag.BoolVar(&o.rebuild, "rebuild", false, "build the suite even if -suite holds one")
+	flag.BoolVar(&o.report, "report", false, "run nothing: print the report of the run in -results again from its raw TAP")
 	flag.Usage = func() {
 		w := flag.CommandLine.Output()
 		fmt.Fprint(w, `usage: conformance [flags]
@@ -115,6 +118,9 @@ func run(o *options) int {
 	var err error
 	if o.results, err = filepath.Abs(o.results); err != nil {
 		return fatalf("%v", err)
+	}
+	if o.report {
+		return reReport(o.results)
 	}
 	if err := os.MkdirAll(o.results, 0o755); err != nil {
 		return fatalf("%v", err)
@@ -225,14 +231,6 @@ func run(o *options) int {
 		fmt.Printf("conformance: %s: %s (%s)\n", rt.Name, rt.Bin, rt.Version)
 	}
 
-	byTest := map[string]*row{}
-	var rows []row
-	for _, t := range tests {
-		rows = append(rows, row{Test: t})
-	}
-	for i := range rows {
-		byTest[rows[i].Test] = &rows[i]
-	}
 	var all []result
 	began := time.Now()
 	wall := map[string]float64{}
@@ -244,58 +242,116 @@ func run(o *options) int {
 			}
 			r := h.runTest(rt, t)
 			all = append(all, r)
-			rr := r
-			if rt.Name == "vxn" {
-				byTest[t].VXN = &rr
-			} else {
-				byTest[t].RunC = &rr
-			}
-			progress(os.Stdout, rt.Name, i+1, len(tests), &rr)
+			progress(os.Stdout, rt.Name, i+1, len(tests), &r)
 		}
 		wall[rt.Name] = time.Since(rtBegan).Seconds()
 	}
-	elapsed := time.Since(began)
+	sum := &summary{
+		Suite: s, Runtimes: rts, Hypervisor: o.hypervisor, Timeout: o.timeout.String(),
+		WallTime: time.Since(began).Round(time.Second).String(), WallSecs: wall, Results: all,
+	}
+	code := report(o.results, sum)
+	if h.isStopped() {
+		return 2
+	}
+	return code
+}
 
-	vxnRan, runcRan := false, false
-	for _, rt := range rts {
+// summary is RESULTS/summary.json.
+type summary struct {
+	Suite      *suite              `json:"suite"`
+	Runtimes   []*runtimeUT        `json:"runtimes"`
+	Hypervisor string              `json:"hypervisor"`
+	Timeout    string              `json:"timeout"`
+	WallTime   string              `json:"wallTime"`
+	WallSecs   map[string]float64  `json:"wallSecs"`
+	Results    []result            `json:"results"`
+	RuncOnly   map[string][]string `json:"runcOnly,omitempty"` // points runc passes and vxn does not
+	Final      string              `json:"final"`
+}
+
+// rows groups the results by program, in the order they ran.
+func (sum *summary) rows() (rows []row, vxnRan, runcRan bool) {
+	idx := map[string]int{}
+	for i := range sum.Results {
+		r := &sum.Results[i]
+		j, ok := idx[r.Test]
+		if !ok {
+			j = len(rows)
+			idx[r.Test] = j
+			rows = append(rows, row{Test: r.Test})
+		}
+		switch r.Runtime {
+		case "vxn":
+			rows[j].VXN = r
+		case "runc":
+			rows[j].RunC = r
+		}
+	}
+	for _, rt := range sum.Runtimes {
 		vxnRan = vxnRan || rt.Name == "vxn"
 		runcRan = runcRan || rt.Name == "runc"
 	}
+	return rows, vxnRan, runcRan
+}
+
+// report writes summary.json, table.txt, table.md and runc-only.txt to
+// the results directory, prints the table, and returns the exit status.
+func report(results string, sum *summary) int {
+	rows, vxnRan, runcRan := sum.rows()
 	text := textTable(rows, vxnRan, runcRan)
 	md := markdownTable(rows, vxnRan, runcRan)
 	last := finalLine(rows)
-	summary := map[string]any{
-		"suite":      s,
-		"runtimes":   rts,
-		"hypervisor": o.hypervisor,
-		"timeout":    o.timeout.String(),
-		"wallTime":   elapsed.Round(time.Second).String(),
-		"wallSecs":   wall,
-		"results":    all,
-		"final":      last,
-	}
-	if err := writeJSON(filepath.Join(o.results, "summary.json"), summary); err != nil {
+	sum.RuncOnly = runcOnly(rows)
+	sum.Final = last
+	if err := writeJSON(filepath.Join(results, "summary.json"), sum); err != nil {
 		fmt.Fprintln(os.Stderr, "conformance:", err)
 	}
-	_ = os.WriteFile(filepath.Join(o.results, "table.txt"), []byte(text+last+"\n"), 0o644)
-	_ = os.WriteFile(filepath.Join(o.results, "table.md"), []byte(md), 0o644)
+	_ = os.WriteFile(filepath.Join(results, "table.txt"), []byte(text+last+"\n"), 0o644)
+	_ = os.WriteFile(filepath.Join(results, "table.md"), []byte(md), 0o644)
+	_ = os.WriteFile(filepath.Join(results, "runc-only.txt"), []byte(runcOnlyText(rows, 0)), 0o644)
 
 	fmt.Println()
 	fmt.Print(text)
-	for _, rt := range rts {
-		fmt.Printf("conformance: %s took %s\n", rt.Name, time.Duration(wall[rt.Name]*float64(time.Second)).Round(time.Second))
+	fmt.Print(runcOnlyText(rows, 4))
+	for _, rt := range sum.Runtimes {
+		d := time.Duration(sum.WallSecs[rt.Name] * float64(time.Second)).Round(time.Second)
+		fmt.Printf("conformance: %s took %s (%s)\n", rt.Name, d, rt.Version)
 	}
-	fmt.Printf("conformance: wall time %s; results in %s\n", elapsed.Round(time.Second), o.results)
+	if sum.Hypervisor == "fake" && vxnRan {
+		fmt.Println("conformance: vxn ran with -hypervisor fake: these are NOT conformance results")
+	}
+	fmt.Printf("conformance: wall time %s; results in %s\n", sum.WallTime, results)
 	fmt.Println(last)
 
 	_, tv, tc := tableRows(rows)
-	switch {
-	case h.isStopped():
-		return 2
-	case vxnRan && runcRan && tv.OK < tc.OK:
+	if vxnRan && runcRan && tv.OK < tc.OK {
 		return 1
 	}
 	return 0
+}
+
+// reReport prints the report of an earlier run again from its results
+// directory, re-reading the raw TAP (for changes to the report itself).
+func reReport(results string) int {
+	b, err := os.ReadFile(filepath.Join(results, "summary.json"))
+	if err != nil {
+		return fatalf("%v", err)
+	}
+	sum := &summary{}
+	if err := json.Unmarshal(b, sum); err != nil {
+		return fatalf("%s: %v", filepath.Join(results, "summary.json"), err)
+	}
+	for i, r := range sum.Results {
+		tap, err := os.ReadFile(filepath.Join(results, r.Runtime, r.Test+".tap"))
+		if err != nil {
+			return fatalf("%v", err)
+		}
+		n := settle(parseTAP(bytes.NewReader(tap)), r.Exit, r.TimedOut)
+		n.Test, n.Runtime, n.Seconds, n.Leaked, n.Err = r.Test, r.Runtime, r.Seconds, r.Leaked, r.Err
+		sum.Results[i] = n
+	}
+	return report(results, sum)
 }
 
 // setupVXN writes vxn's config and wrapper.

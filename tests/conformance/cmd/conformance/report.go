@@ -12,21 +12,80 @@ type row struct {
 	RunC *result
 }
 
-// status compares vxn with runc on one program.
+// clean reports whether a program ended without any failure.
+func (r *result) clean() bool {
+	return r.Verdict == verdictPass || r.Verdict == verdictSilent || r.Verdict == verdictSkip
+}
+
+// status compares vxn with runc on one program: first whether each ended
+// without a failure, then by "ok" points.
 func (r row) status() string {
 	v, c := r.VXN, r.RunC
 	switch {
 	case v == nil || c == nil:
 		return "-"
-	case v.OK == c.OK && v.NotOK == c.NotOK && v.Skip == c.Skip:
+	case v.Verdict == c.Verdict && v.OK == c.OK && v.NotOK == c.NotOK && v.Skip == c.Skip:
 		return "same"
-	case v.OK < c.OK || v.NotOK > c.NotOK:
+	case v.clean() && !c.clean():
+		return "vxn better"
+	case !v.clean() && c.clean():
 		return "VXN WORSE"
-	case v.OK > c.OK && v.NotOK <= c.NotOK:
+	case v.OK < c.OK:
+		return "VXN WORSE"
+	case v.OK > c.OK:
 		return "vxn better"
 	default:
 		return "differs"
 	}
+}
+
+// runcOnly lists, per program, the descriptions of the points runc
+// passes and vxn does not (as multisets: a description may repeat).
+func runcOnly(rows []row) map[string][]string {
+	out := map[string][]string{}
+	for _, r := range rows {
+		if r.VXN == nil || r.RunC == nil {
+			continue
+		}
+		have := map[string]int{}
+		for _, d := range r.VXN.Passed {
+			have[d]++
+		}
+		for _, d := range r.RunC.Passed {
+			if have[d] > 0 {
+				have[d]--
+				continue
+			}
+			out[r.Test] = append(out[r.Test], d)
+		}
+	}
+	return out
+}
+
+// runcOnlyText renders runcOnly, at most limit points per program (0:
+// all of them).
+func runcOnlyText(rows []row, limit int) string {
+	diff := runcOnly(rows)
+	if len(diff) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("points runc passes and vxn does not:\n")
+	for _, r := range rows {
+		pts := diff[r.Test]
+		if len(pts) == 0 {
+			continue
+		}
+		fmt.Fprintf(&b, "  %s (%d):\n", r.Test, len(pts))
+		for i, p := range pts {
+			if limit > 0 && i == limit {
+				fmt.Fprintf(&b, "    ... %d more\n", len(pts)-limit)
+				break
+			}
+			fmt.Fprintf(&b, "    %s\n", p)
+		}
+	}
+	return b.String()
 }
 
 type totals struct {

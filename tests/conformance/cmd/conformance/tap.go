@@ -20,6 +20,8 @@ type tapResult struct {
 	Points int `json:"points"`
 	// Failed lists the descriptions of the "not ok" points, in order.
 	Failed []string `json:"failed,omitempty"`
+	// Passed lists the descriptions of the "ok" points (not skipped).
+	Passed []string `json:"-"`
 }
 
 var (
@@ -65,6 +67,7 @@ func parseTAP(r io.Reader) tapResult {
 			res.Skip++
 		case m[1] == "":
 			res.OK++
+			res.Passed = append(res.Passed, desc)
 		default:
 			res.NotOK++
 			res.Failed = append(res.Failed, desc)
