@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/moby/sys/capability"
@@ -48,6 +49,11 @@ func shimExec(specPipe *os.File) error {
 	p := req.Process
 	if p == nil || len(p.Args) == 0 {
 		return fmt.Errorf("process has no args")
+	}
+	if p.OOMScoreAdj != nil {
+		if err := os.WriteFile("/proc/self/oom_score_adj", []byte(strconv.Itoa(*p.OOMScoreAdj)), 0); err != nil {
+			return fmt.Errorf("setting oom_score_adj to %d: %w", *p.OOMScoreAdj, err)
+		}
 	}
 	// Capabilities are read from /proc, which the new root may not have.
 	caps, err := loadCaps(p)

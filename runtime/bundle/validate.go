@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
 // semver matches a semantic version (semver.org 2.0.0) with major version 1,
@@ -260,4 +261,57 @@ func validateHooks(h *specs.Hooks) error {
 		}
 	}
 	return nil
+}
+
+// cloneFlags maps namespace types to what NS_GET_NSTYPE returns.
+var cloneFlags = map[specs.LinuxNamespaceType]int{
+	specs.PIDNamespace: unix.CLONE_NEWPID, specs.NetworkNamespace: unix.CLONE_NEWNET,
+	specs.MountNamespace: unix.CLONE_NEWNS, specs.IPCNamespace: unix.CLONE_NEWIPC,
+	specs.UTSNamespace: unix.CLONE_NEWUTS, specs.UserNamespace: unix.CLONE_NEWUSER,
+	specs.CgroupNamespace: unix.CLONE_NEWCGROUP, specs.TimeNamespace: unix.CLONE_NEWTIME,
+}
+
+// CheckNamespaceFiles checks, at create time, that every namespace path of
+// the spec names a namespace of the declared type.
+func (b *Bundle) CheckNamespaceFiles() error {
+	if b.Spec.Linux == nil {
+		return nil
+	}
+	for i, ns := range b.Spec.Linux.Namespaces {
+		if ns.Path == "" {
+			continue
+		}
+		if err := checkNamespaceFile(ns); err != nil {
+			return fmt.Errorf("bundle %s: %s: linux.namespaces[%d].path: %w", b.Dir, ConfigFile, i, err)
+		}
+	}
+	return nil
+}
+
+// checkNamespaceFile checks that a namespace path names a namespace of
+// the declared type.
+func checkNamespaceFile(ns specs.LinuxNamespace) error {
+	f, err := os.Open(ns.Path)
+	if err != nil {
+		return fmt.Errorf("%s namespace %s: %w", ns.Type, ns.Path, err)
+	}
+	defer f.Close()
+	t, err := unix.IoctlRetInt(int(f.Fd()), unix.NS_GET_NSTYPE)
+	if err != nil {
+		return fmt.Errorf("%s is not a namespace file (%v); give a path such as /proc/PID/ns/%s or /run/netns/NAME", ns.Path, err, nsFileName(ns.Type))
+	}
+	if want := cloneFlags[ns.Type]; t != want {
+		return fmt.Errorf("%s is not a %s namespace; give the %s namespace's file", ns.Path, ns.Type, ns.Type)
+	}
+	return nil
+}
+
+func nsFileName(t specs.LinuxNamespaceType) string {
+	switch t {
+	case specs.NetworkNamespace:
+		return "net"
+	case specs.MountNamespace:
+		return "mnt"
+	}
+	return string(t)
 }

@@ -108,6 +108,9 @@ func (r *Runtime) Create(ctx context.Context, id string, o CreateOptions) (_ *Cr
 	if err != nil {
 		return nil, err
 	}
+	if err := b.CheckNamespaceFiles(); err != nil {
+		return nil, err
+	}
 	if o.ConsoleSocket == "" && b.Spec.Process.Terminal {
 		return nil, errors.New("process.terminal is true in config.json but no --console-socket was given: pass one, or set terminal to false")
 	}
@@ -648,6 +651,9 @@ func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
 		}
 		r.stopMonitor(dir, c)
 	}
+	// A stopped container's monitor may still be tearing its guest down:
+	// let it finish rather than destroy the same domain twice.
+	waitGone(c, 30*time.Second)
 	r.destroyDomain(c.Domain)
 	if cfg, err := loadMonitorConfig(dir); err == nil {
 		r.runPoststop(ctx, hooks.For(cfg.Spec.Hooks, hooks.Poststop), id, c.Bundle, c.Annotations)
@@ -673,12 +679,17 @@ func (r *Runtime) stopMonitor(dir *state.Dir, c *state.Container) {
 	// A paused guest cannot act on the kill (runc thaws first, too).
 	_, _ = monitor.Call(sock, monitor.Request{Op: monitor.OpResume}, 10*time.Second)
 	_, _ = monitor.Call(sock, monitor.Request{Op: monitor.OpKill, Signal: int(syscall.SIGKILL), All: true}, 10*time.Second)
-	for i := 0; i < 200 && procfs.Alive(c.MonitorPid, c.MonitorStart); i++ {
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitGone(c, 10*time.Second)
 	if procfs.Alive(c.MonitorPid, c.MonitorStart) {
 		r.opts.Log.Warnf("monitor %d did not exit; killing it", c.MonitorPid)
 		_ = syscall.Kill(c.MonitorPid, syscall.SIGKILL)
+	}
+}
+
+// waitGone waits up to timeout for the container's monitor to exit.
+func waitGone(c *state.Container, timeout time.Duration) {
+	for deadline := time.Now().Add(timeout); c.MonitorPid != 0 && procfs.Alive(c.MonitorPid, c.MonitorStart) && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
