@@ -254,13 +254,9 @@ func pipeRefs(t *testing.T, f *os.File) int {
 // the monitor lets go of the client's stdin, which stays open (a terminal,
 // or a pipe whose writer lives on). Otherwise it keeps a read pending on it
 // and swallows the next input meant for whoever reads it after the exec:
-// with `vxn exec` (no -t) from a shell, the user's next keystrokes.
-//
-// BUG: pumpStdin blocks in Read on the received stdin; serveExec's
-// deferred Close of that *os.File does not interrupt a blocking read (the
-// descriptor is not pollable: StartExec's File.Fd() made it blocking), so
-// the descriptor and the goroutine stay until input arrives, and that
-// input is read and dropped.
+// with `vxn exec` (no -t) from a shell, the user's next keystrokes. (The
+// monitor reopens the stdin it receives non-blocking, so Close ends the
+// pending read.)
 func TestMonitorExecReleasesStdinAtExit(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)

@@ -639,3 +639,18 @@ func eventually(cond func() bool) bool {
 	}
 	return true
 }
+
+// wantEnded checks that Serve ended with status, recorded it in the exit
+// file and destroyed the domain.
+func (h *harness) wantEnded(done <-chan int, status int) {
+	h.t.Helper()
+	if st := await(h.t, done, "Serve"); st != status {
+		h.t.Errorf("Serve: %d, want %d", st, status)
+	}
+	if st, err := h.exitFile(); err != nil || st != status {
+		h.t.Errorf("exit file: %d, %v", st, err)
+	}
+	if h.dom.destroys.Load() < 1 {
+		h.t.Error("the domain was not destroyed")
+	}
+}

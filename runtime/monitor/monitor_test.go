@@ -187,15 +187,7 @@ func TestMonitorGuestCrashWhileRunning(t *testing.T) {
 	h.start()
 	done := h.serve()
 	h.dom.crash()
-	if st := await(t, done, "Serve"); st != monitor.StatusGuestDied {
-		t.Errorf("Serve: %d, want %d", st, monitor.StatusGuestDied)
-	}
-	if st, err := h.exitFile(); err != nil || st != monitor.StatusGuestDied {
-		t.Errorf("exit file: %d, %v", st, err)
-	}
-	if h.dom.destroys.Load() < 1 {
-		t.Error("the domain was not destroyed")
-	}
+	h.wantEnded(done, monitor.StatusGuestDied)
 }
 
 // TestMonitorGuestClosesChannel: the agent channel ends (EOF) without an
@@ -644,15 +636,7 @@ func TestMonitorStartRefusedWithoutExit(t *testing.T) {
 	if _, err := monitor.StartExec(h.cfg.ControlSocket, &specs.Process{Args: []string{"ls"}}, stdio.files); !errContains(err, "cannot exec") {
 		t.Errorf("exec after a refused start: %v", err)
 	}
-	if st := await(t, done, "Serve"); st != monitor.StatusStartFailed {
-		t.Errorf("Serve: %d, want %d", st, monitor.StatusStartFailed)
-	}
-	if st, err := h.exitFile(); err != nil || st != monitor.StatusStartFailed {
-		t.Errorf("exit file: %d, %v", st, err)
-	}
-	if h.dom.destroys.Load() < 1 {
-		t.Error("not destroyed")
-	}
+	h.wantEnded(done, monitor.StatusStartFailed)
 }
 
 // TestMonitorKillBeforeStartStopSignals: the stop signals (SIGSTOP,
@@ -660,9 +644,6 @@ func TestMonitorStartRefusedWithoutExit(t *testing.T) {
 // rule ("a signal that would terminate one stops it") they must not end a
 // created container. SIGTSTP is also among the signals the monitor
 // forwards from itself.
-//
-// BUG: Kill's list of harmless signals lacks them; Kill(SIGSTOP) on a
-// created container ends it with status 147.
 func TestMonitorKillBeforeStartStopSignals(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
