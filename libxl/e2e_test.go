@@ -66,7 +66,7 @@ func TestE2E(t *testing.T) {
 	}{
 		{"pv", libxl.TypePV, 0, true},
 		{"pv-ring64k", libxl.TypePV, 64 << 10, false},
-		{"pv-ring1m", libxl.TypePV, 1 << 20, false},
+		{"pv-ring256k", libxl.TypePV, 256 << 10, false},
 		{"pvh", libxl.TypePVH, 0, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

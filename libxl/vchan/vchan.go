@@ -60,8 +60,11 @@ func AgentPath(domid uint32) string {
 }
 
 // DefaultRingSize is the size of each direction's ring when Listen is not
-// given WithRingSize.
-const DefaultRingSize = 256 << 10
+// given WithRingSize: libxenvchan's largest. Each ring costs the guest its
+// size in granted memory (2 MiB and 513 grants for both directions), and
+// buys speed: under QEMU/TCG, one-way transfers ran at 90-140 MB/s with
+// 1 MiB rings, 25-40 MB/s with 256 KiB and 15 MB/s with 64 KiB.
+const DefaultRingSize = 1 << 20
 
 // maxRingSize is libxenvchan's limit (MAX_RING_SIZE).
 const maxRingSize = 1 << 20
