@@ -165,14 +165,17 @@ func TestEchoGuest(t *testing.T) {
 	}
 }
 
-// A guest without an initramfs panics at boot: Connect gives up as soon as
-// it has crashed, Wait says crash, the console shows the panic.
+// A guest with an empty initramfs panics at boot: Connect gives up as soon
+// as it has crashed, Wait says crash, the console shows the panic.
 func TestCrashingGuest(t *testing.T) {
 	h := newHypervisor(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	s := spec(t, "vxn-xen-e2e-crash", hypervisor.GuestPV)
-	s.Ramdisk = ""
+	s.Ramdisk = filepath.Join(t.TempDir(), "empty.cpio")
+	if err := os.WriteFile(s.Ramdisk, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	d, err := h.Create(ctx, s)
 	if err != nil {
 		t.Fatal(err)
