@@ -57,7 +57,13 @@
 // is up and "xenvm: command finished in N.Ns status S".
 //
 // Only one QEMU runs at a time: xenvm holds an exclusive flock on
-// /tmp/vxn-qemu.lock while QEMU runs and waits for it if it is busy.
+// /tmp/vxn-qemu.lock while QEMU runs and waits for it if it is busy (the
+// wait does not count against -timeout). Give each suite its own -results
+// so that runs of different suites do not clear each other's logs.
+//
+// Debugging: -v copies the console to stderr as it comes; without systemd
+// in dom0, tools that default to it need cgroupfs settings (podman
+// --cgroup-manager=cgroupfs); dom0 has no network beyond lo.
 //
 // Host packages: qemu-system-x86, xen-hypervisor-4.17-amd64,
 // xen-utils-4.17, linux-image-amd64 (dom0), busybox-static; the command
@@ -178,19 +184,39 @@ func run(args []string) int {
 		logf("error: %v", err)
 		return exitInfra
 	}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+
 	waitStart := time.Now()
-	lock, err := lockQEMU(o.lock, func() {
-		logf("waiting for %s: another QEMU is running", o.lock)
-	})
-	if err != nil {
-		logf("error: %v", err)
+	type lockResult struct {
+		f   *os.File
+		err error
+	}
+	locked := make(chan lockResult, 1)
+	go func() {
+		f, err := lockQEMU(o.lock, func() {
+			logf("waiting for %s: another QEMU is running", o.lock)
+		})
+		locked <- lockResult{f, err}
+	}()
+	var lock *os.File
+	select {
+	case r := <-locked:
+		if r.err != nil {
+			logf("error: %v", r.err)
+			return exitInfra
+		}
+		lock = r.f
+	case s := <-sigs:
+		logf("error: interrupted by %v while waiting for %s", s, o.lock)
 		return exitInfra
 	}
 	defer lock.Close()
 	if w := time.Since(waitStart); w > time.Second {
 		logf("got %s after %.1fs", o.lock, w.Seconds())
 	}
-	return o.boot(m)
+	return o.boot(m, sigs)
 }
 
 // resolve makes the paths absolute and checks the command.
@@ -325,8 +351,9 @@ func exists(p string) bool {
 // poweroffGrace is how long dom0 gets from reporting the status to QEMU's exit.
 const poweroffGrace = 60 * time.Second
 
-// boot runs the machine and returns xenvm's exit status.
-func (o *options) boot(m *machine) int {
+// boot runs the machine and returns xenvm's exit status; a signal on sigs
+// stops it.
+func (o *options) boot(m *machine, sigs <-chan os.Signal) int {
 	if err := o.writeControl(); err != nil {
 		logf("error: %v", err)
 		return exitInfra
@@ -347,10 +374,6 @@ func (o *options) boot(m *machine) int {
 		cmd.Stdout, cmd.Stderr = w, w
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	defer signal.Stop(sigs)
 
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
@@ -431,6 +454,7 @@ loop:
 	if failure == "" {
 		check() // dom0 may have reported just before powering off
 	}
+
 	out.pump(os.Stdout)
 	if failure == "" && status >= 0 {
 		return status
