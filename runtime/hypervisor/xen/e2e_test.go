@@ -38,7 +38,7 @@ import (
 
 func newHypervisor(t *testing.T) *xen.Hypervisor {
 	xentest.Require(t)
-	f, err := os.Create(filepath.Join(xentest.ResultsDir(t), "xen-e2e-libxl.log"))
+	f, err := os.Create(filepath.Join(xentest.ResultsDir(t), "xen-e2e-"+t.Name()+".log"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,15 +165,16 @@ func TestEchoGuest(t *testing.T) {
 	}
 }
 
-// A guest with an empty initramfs panics at boot: Connect gives up as soon
-// as it has crashed, Wait says crash, the console shows the panic.
+// A guest whose initramfs holds nothing (zero padding) panics at boot:
+// Connect gives up as soon as it has crashed, Wait says crash, the console
+// shows the panic.
 func TestCrashingGuest(t *testing.T) {
 	h := newHypervisor(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	s := spec(t, "vxn-xen-e2e-crash", hypervisor.GuestPV)
-	s.Ramdisk = filepath.Join(t.TempDir(), "empty.cpio")
-	if err := os.WriteFile(s.Ramdisk, nil, 0o600); err != nil {
+	s.Ramdisk = filepath.Join(t.TempDir(), "zeros.cpio")
+	if err := os.WriteFile(s.Ramdisk, make([]byte, 4096), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	d, err := h.Create(ctx, s)
