@@ -31,6 +31,9 @@ type exitStatus int
 func (e exitStatus) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
 
 func main() {
+	if isHotplugCall(os.Args, os.Getenv) {
+		os.Exit(hotplug(os.Args[1]))
+	}
 	app := newApp()
 	err := app.Run(os.Args)
 	var st exitStatus

@@ -16,7 +16,8 @@ func openXen() (hypervisor.Hypervisor, error) {
 		level = xtl.Detail
 	}
 	return xen.New(xen.Options{
-		LogLevel: level,
+		NativeHotplug: true,
+		LogLevel:      level,
 		Log: func(l xtl.Level, msg string) {
 			// Never at error level: engines show the last error line of
 			// the log as the command's failure, and vxn reports its own.

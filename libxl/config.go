@@ -80,6 +80,9 @@ type Disk struct {
 	Path     string // in dom0
 	Vdev     string // in the guest, "xvda"
 	ReadOnly bool
+	// Script is the hotplug script libxl runs for the disk: an absolute
+	// path, or a name in Xen's script directory ("" = "block").
+	Script string
 }
 
 // NIC is a virtual network interface (netback in dom0).
@@ -167,7 +170,7 @@ func (d *Disk) validate() error {
 	if d.Path == "" || d.Vdev == "" {
 		return errors.New("path and vdev are required")
 	}
-	return noNUL(d.Path, d.Vdev)
+	return noNUL(d.Path, d.Vdev, d.Script)
 }
 
 func noNUL(strs ...string) error {
@@ -254,6 +257,7 @@ func (d *Disk) fill(c *C.libxl_device_disk) {
 	c.vdev = cstr(d.Vdev)
 	c.backend = C.LIBXL_DISK_BACKEND_PHY
 	c.format = C.LIBXL_DISK_FORMAT_RAW
+	c.script = cstr(d.Script)
 	c.readwrite = 1
 	if d.ReadOnly {
 		c.readwrite = 0

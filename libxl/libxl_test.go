@@ -25,7 +25,7 @@ func sampleConfig() *DomainConfig {
 		TSCMode:      TSCNative,
 		Disks: []Disk{
 			{Path: "/var/lib/vxn/rootfs.img", Vdev: "xvda"},
-			{Path: "/dev/vg/data", Vdev: "xvdb", ReadOnly: true},
+			{Path: "/dev/vg/data", Vdev: "xvdb", ReadOnly: true, Script: "/usr/bin/vxn"},
 		},
 		NICs: []NIC{{Bridge: "xenbr0", Script: "vif-vxn", MAC: [6]byte{0x00, 0x16, 0x3e, 1, 2, 3}}},
 	}
@@ -59,6 +59,7 @@ type libxlJSON struct {
 		Backend      string `json:"backend"`
 		Format       string `json:"format"`
 		Readwrite    int    `json:"readwrite"`
+		Script       string `json:"script"`
 	} `json:"disks"`
 	NICs []struct {
 		Bridge  string `json:"bridge"`
@@ -103,7 +104,7 @@ func TestConfigToLibxl(t *testing.T) {
 		d0.Backend != "phy" || d0.Format != "raw" || d0.BackendDomid != 0 {
 		t.Errorf("disk 0 = %+v", d0)
 	}
-	if d1.Vdev != "xvdb" || d1.Readwrite != 0 {
+	if d0.Script != "" || d1.Vdev != "xvdb" || d1.Readwrite != 0 || d1.Script != "/usr/bin/vxn" {
 		t.Errorf("disk 1 = %+v", d1)
 	}
 	if len(got.NICs) != 1 || got.NICs[0].Bridge != "xenbr0" || got.NICs[0].Script != "vif-vxn" ||

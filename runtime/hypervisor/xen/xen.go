@@ -38,6 +38,11 @@ type Options struct {
 	// Past it the file keeps its first half (the boot log) and the most
 	// recent output.
 	ConsoleLogMax int64
+	// NativeHotplug makes vxn attach image files to loop devices itself
+	// and name its own binary as libxl's hotplug script, which must then
+	// run Hotplug when called as one (see hotplug.go). Otherwise libxl
+	// runs Xen's stock bash scripts.
+	NativeHotplug bool
 }
 
 // Hypervisor creates and finds Xen guests.
@@ -45,6 +50,7 @@ type Hypervisor struct {
 	log        *xtl.Logger
 	xl         *libxl.Context
 	consoleMax int64
+	script     string // hotplug script for vxn's devices, "" = stock
 
 	mu    sync.Mutex
 	conns map[*conn]bool // open agent channels, closed by Close
@@ -62,6 +68,10 @@ func New(opts Options) (*Hypervisor, error) {
 	}
 	if h.consoleMax <= 0 {
 		h.consoleMax = DefaultConsoleLogMax
+	}
+	var err error
+	if h.script, err = hotplugScript(opts); err != nil {
+		return nil, err
 	}
 	xl, err := libxl.New(h.log)
 	if err != nil {
@@ -134,7 +144,6 @@ func (h *Hypervisor) Create(ctx context.Context, spec hypervisor.DomainSpec) (_ 
 		return nil, fmt.Errorf("xen: create %s: %w", spec.Name, err)
 	}
 	d := &domain{h: h, name: spec.Name, uuid: cfg.UUID}
-	d.domid, err = h.xl.CreateDomain(cfg)
 	defer func() {
 		if err != nil {
 			if derr := d.Destroy(context.Background()); derr != nil {
@@ -143,6 +152,10 @@ func (h *Hypervisor) Create(ctx context.Context, spec hypervisor.DomainSpec) (_ 
 			err = fmt.Errorf("xen: create %s: %w", spec.Name, err)
 		}
 	}()
+	if err := h.attachDisks(d, cfg.Disks); err != nil {
+		return nil, err
+	}
+	d.domid, err = h.xl.CreateDomain(cfg)
 	if err != nil {
 		if d.domid == libxl.NoDomid {
 			d.domid = 0 // nothing to destroy: libxl cleaned up
@@ -161,6 +174,32 @@ func (h *Hypervisor) Create(ctx context.Context, spec hypervisor.DomainSpec) (_ 
 		return nil, err
 	}
 	return d, nil
+}
+
+// attachDisks puts the image files among disks on loop devices of their
+// own when vxn does hotplug itself, and names vxn's handler as the
+// script. The loop devices stay open (d.loops) until Destroy, so that they
+// outlive the moment blkback opens them.
+func (h *Hypervisor) attachDisks(d *domain, disks []libxl.Disk) error {
+	if h.script == "" {
+		return nil
+	}
+	for i := range disks {
+		st, err := os.Stat(disks[i].Path)
+		if err != nil {
+			return fmt.Errorf("disk %s: %w", disks[i].Vdev, err)
+		}
+		if st.Mode().IsRegular() {
+			dev, err := attachLoop(disks[i].Path, disks[i].ReadOnly)
+			if err != nil {
+				return fmt.Errorf("disk %s: %w", disks[i].Vdev, err)
+			}
+			d.loops = append(d.loops, dev)
+			disks[i].Path = dev.Name()
+		}
+		disks[i].Script = h.script
+	}
+	return nil
 }
 
 // Lookup finds a guest by name. Dom0 is never found.
@@ -189,7 +228,8 @@ type domain struct {
 	name    string
 	domid   uint32
 	uuid    libxl.UUID
-	console *console // nil unless this process created the domain
+	console *console   // nil unless this process created the domain
+	loops   []*os.File // loop devices of its disks (attachDisks)
 }
 
 var _ hypervisor.Domain = (*domain)(nil)
@@ -328,6 +368,12 @@ func (d *domain) Destroy(context.Context) error {
 	if d.console != nil {
 		d.console.stop()
 	}
+	// With the domain gone, blkback has closed the devices: closing them
+	// here frees them (autoclear).
+	for _, f := range d.loops {
+		f.Close()
+	}
+	d.loops = nil
 	if err != nil {
 		return d.errorf("destroy", err)
 	}

@@ -1,0 +1,26 @@
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/vxn-runtime/vxn/runtime/hypervisor/xen"
+)
+
+// vxn is its own libxl hotplug script (see runtime/hypervisor/xen,
+// hotplug.go): libxl runs `<vxn> add|remove|online|offline` with the
+// device's xenstore path in XENBUS_PATH. That call is not a command of the
+// CLI, and no command takes a single argument with XENBUS_PATH set.
+
+func isHotplugCall(args []string, getenv func(string) string) bool {
+	return len(args) == 2 && getenv(xen.HotplugEnv) != "" && getenv("XENBUS_TYPE") != ""
+}
+
+// hotplug runs the hotplug action; libxl logs what it prints on failure.
+func hotplug(action string) int {
+	if err := xen.Hotplug(action, os.Getenv); err != nil {
+		fmt.Fprintf(os.Stderr, "vxn: %v\n", err)
+		return 1
+	}
+	return 0
+}
