@@ -263,7 +263,11 @@ func validateHooks(h *specs.Hooks) error {
 	return nil
 }
 
-// cloneFlags maps namespace types to what NS_GET_NSTYPE returns.
+// CloneFlag returns the CLONE_NEW* flag of a namespace type (what
+// NS_GET_NSTYPE returns for its files), 0 for an unknown type.
+func CloneFlag(t specs.LinuxNamespaceType) int { return cloneFlags[t] }
+
+// cloneFlags maps namespace types to their CLONE_NEW* flags.
 var cloneFlags = map[specs.LinuxNamespaceType]int{
 	specs.PIDNamespace: unix.CLONE_NEWPID, specs.NetworkNamespace: unix.CLONE_NEWNET,
 	specs.MountNamespace: unix.CLONE_NEWNS, specs.IPCNamespace: unix.CLONE_NEWIPC,
@@ -300,7 +304,7 @@ func checkNamespaceFile(ns specs.LinuxNamespace) error {
 	if err != nil {
 		return fmt.Errorf("%s is not a namespace file (%v); give a path such as /proc/PID/ns/%s or /run/netns/NAME", ns.Path, err, nsFileName(ns.Type))
 	}
-	if want := cloneFlags[ns.Type]; t != want {
+	if want := CloneFlag(ns.Type); t != want {
 		return fmt.Errorf("%s is not a %s namespace; give the %s namespace's file", ns.Path, ns.Type, ns.Type)
 	}
 	return nil

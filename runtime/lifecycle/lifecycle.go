@@ -318,8 +318,9 @@ func (r *Runtime) startMonitor(dir *state.Dir, cfg *monitor.Config, o CreateOpti
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = o.Stdin, o.Stdout, o.Stderr
 	}
 	cmd.Env = os.Environ()
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Cloneflags: monitorNamespaces(cfg.Spec)}
-	err = cmd.Start()
+	ns := monitorNamespaces(cfg.Spec)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Cloneflags: ns.create}
+	err = ns.start(cmd)
 	syncW.Close()
 	if err != nil {
 		return nil, fmt.Errorf("starting the monitor: %w", err)
@@ -333,29 +334,6 @@ func (r *Runtime) startMonitor(dir *state.Dir, cfg *monitor.Config, o CreateOpti
 		return cmd.Process, errors.New(msg.Error)
 	}
 	return cmd.Process, fmt.Errorf("the monitor exited before the container was created; see %s", dir.File(state.MonitorLog))
-}
-
-// monitorNamespaces gives the monitor the namespaces the engines look at
-// through the pid-file PID: its own pid namespace (podman top), and its own
-// network namespace when the config asks for a new one without a path
-// (Docker's prestart hook moves eth0 there). Only root can have them.
-func monitorNamespaces(spec *specs.Spec) uintptr {
-	if os.Geteuid() != 0 || spec.Linux == nil {
-		return 0
-	}
-	var flags uintptr
-	for _, ns := range spec.Linux.Namespaces {
-		if ns.Path != "" {
-			continue
-		}
-		switch ns.Type {
-		case specs.PIDNamespace:
-			flags |= syscall.CLONE_NEWPID
-		case specs.NetworkNamespace:
-			flags |= syscall.CLONE_NEWNET
-		}
-	}
-	return flags
 }
 
 // syncMessage is what the monitor writes on its sync pipe (fd 3).
