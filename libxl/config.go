@@ -90,6 +90,7 @@ type NIC struct {
 	Bridge string  // bridge the backend vif joins ("" = the script's default)
 	Script string  // hotplug script ("" = libxl's vif-bridge)
 	MAC    [6]byte // zero: libxl picks a random 00:16:3e MAC
+	MTU    int     // 0: libxl's default (1500)
 }
 
 // DomainConfig describes a guest to create: a kernel booted directly (no
@@ -156,7 +157,7 @@ func (cfg *DomainConfig) validate() error {
 		}
 	}
 	for i, n := range cfg.NICs {
-		if err := noNUL(n.Bridge, n.Script); err != nil {
+		if err := n.validate(); err != nil {
 			bad("nic %d: %w", i, err)
 		}
 	}
@@ -171,6 +172,16 @@ func (d *Disk) validate() error {
 		return errors.New("path and vdev are required")
 	}
 	return noNUL(d.Path, d.Vdev, d.Script)
+}
+
+// maxMTU is the largest MTU a vif takes (netback's limit).
+const maxMTU = 65535
+
+func (n *NIC) validate() error {
+	if n.MTU < 0 || n.MTU > maxMTU {
+		return fmt.Errorf("mtu %d out of range 0..%d", n.MTU, maxMTU)
+	}
+	return noNUL(n.Bridge, n.Script)
 }
 
 func noNUL(strs ...string) error {
@@ -270,6 +281,7 @@ func (n *NIC) fill(c *C.libxl_device_nic) {
 	c.nictype = C.LIBXL_NIC_TYPE_VIF
 	c.bridge = cstr(n.Bridge)
 	c.script = cstr(n.Script)
+	c.mtu = C.int(n.MTU)
 	for i, b := range n.MAC {
 		c.mac[i] = C.uint8_t(b)
 	}

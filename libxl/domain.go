@@ -208,3 +208,25 @@ func (c *Context) DiskRemove(domid uint32, vdev string) error {
 		return check("device_disk_remove "+vdev, domid, C.libxl_device_disk_remove(p, C.uint32_t(domid), &disk, nil))
 	})
 }
+
+// NICAdd hot-plugs a network interface into a running domain, waiting
+// until libxl has run its hotplug script, and returns its device id. The
+// backend's network interface in dom0 is "vif<domid>.<devid>" (netback
+// names it so, in the initial network namespace).
+func (c *Context) NICAdd(domid uint32, n NIC) (int, error) {
+	if err := n.validate(); err != nil {
+		return 0, fmt.Errorf("libxl: nic: %w", err)
+	}
+	var nic C.libxl_device_nic
+	C.libxl_device_nic_init(&nic)
+	defer C.libxl_device_nic_dispose(&nic)
+	n.fill(&nic)
+	nic.devid = -1 // libxl picks the next free one and stores it here
+	err := c.do(func(p *C.libxl_ctx) error {
+		return check("device_nic_add", domid, C.libxl_device_nic_add(p, C.uint32_t(domid), &nic, nil))
+	})
+	if err != nil {
+		return 0, err
+	}
+	return int(nic.devid), nil
+}

@@ -27,7 +27,7 @@ func sampleConfig() *DomainConfig {
 			{Path: "/var/lib/vxn/rootfs.img", Vdev: "xvda"},
 			{Path: "/dev/vg/data", Vdev: "xvdb", ReadOnly: true, Script: "/usr/bin/vxn"},
 		},
-		NICs: []NIC{{Bridge: "xenbr0", Script: "vif-vxn", MAC: [6]byte{0x00, 0x16, 0x3e, 1, 2, 3}}},
+		NICs: []NIC{{Bridge: "xenbr0", Script: "vif-vxn", MAC: [6]byte{0x00, 0x16, 0x3e, 1, 2, 3}, MTU: 9000}},
 	}
 }
 
@@ -65,6 +65,7 @@ type libxlJSON struct {
 		Bridge  string `json:"bridge"`
 		Script  string `json:"script"`
 		MAC     string `json:"mac"`
+		MTU     int    `json:"mtu"`
 		NICType string `json:"nictype"`
 	} `json:"nics"`
 	OnPoweroff string `json:"on_poweroff"`
@@ -108,7 +109,7 @@ func TestConfigToLibxl(t *testing.T) {
 		t.Errorf("disk 1 = %+v", d1)
 	}
 	if len(got.NICs) != 1 || got.NICs[0].Bridge != "xenbr0" || got.NICs[0].Script != "vif-vxn" ||
-		got.NICs[0].MAC != "00:16:3e:01:02:03" || got.NICs[0].NICType != "vif" {
+		got.NICs[0].MAC != "00:16:3e:01:02:03" || got.NICs[0].MTU != 9000 || got.NICs[0].NICType != "vif" {
 		t.Errorf("nics = %+v", got.NICs)
 	}
 	// libxl's JSON leaves out values equal to the defaults (destroy)
@@ -144,6 +145,7 @@ func TestConfigValidation(t *testing.T) {
 		"disk vdev":    func(c *DomainConfig) { c.Disks[1].Vdev = "" },
 		"NUL":          func(c *DomainConfig) { c.Cmdline = "a\x00b" },
 		"NUL in nic":   func(c *DomainConfig) { c.NICs[0].Bridge = "a\x00b" },
+		"nic mtu":      func(c *DomainConfig) { c.NICs[0].MTU = 65536 },
 	} {
 		cfg := sampleConfig()
 		mod(cfg)

@@ -25,7 +25,7 @@ import (
 
 // Version is the protocol version spoken by this build. Both sides send it
 // in every frame; a frame of another version is rejected.
-const Version = 1
+const Version = 2
 
 // HeaderSize is the size of a frame header in bytes.
 const HeaderSize = 12
@@ -45,25 +45,27 @@ type Type uint8
 // Message types. The direction is given as monitor -> guest (M>G) or
 // guest -> monitor (G>M).
 const (
-	TypeHello      Type = 1 + iota // both: Hello JSON
-	TypeConfig                     // M>G: Config JSON (session 0)
-	TypeReady                      // G>M: empty; container set up, process not started
-	TypeStart                      // M>G: empty; start the session's process
-	TypeStdin                      // M>G: raw bytes
-	TypeStdinClose                 // M>G: empty; close the process's stdin
-	TypeStdinAck                   // G>M: 4-byte count of stdin bytes consumed
-	TypeStdout                     // G>M: raw bytes (also the terminal's output)
-	TypeStderr                     // G>M: raw bytes
-	TypeSignal                     // M>G: Signal (4 bytes)
-	TypeWinsize                    // M>G: Winsize (4 bytes)
-	TypeStarted                    // G>M: Started JSON; the process runs
-	TypeExit                       // G>M: Exit JSON; the session's process ended
-	TypeError                      // G>M: Error JSON; the request failed
-	TypeExec                       // M>G: Exec JSON; new session with its own process
-	TypePsRequest                  // M>G: empty
-	TypePsReply                    // G>M: PsReply JSON
-	TypeShutdown                   // M>G: empty; stop everything and power off
-	typeEnd                        // first invalid type
+	TypeHello       Type = 1 + iota // both: Hello JSON
+	TypeConfig                      // M>G: Config JSON (session 0)
+	TypeReady                       // G>M: empty; container set up, process not started
+	TypeStart                       // M>G: empty; start the session's process
+	TypeStdin                       // M>G: raw bytes
+	TypeStdinClose                  // M>G: empty; close the process's stdin
+	TypeStdinAck                    // G>M: 4-byte count of stdin bytes consumed
+	TypeStdout                      // G>M: raw bytes (also the terminal's output)
+	TypeStderr                      // G>M: raw bytes
+	TypeSignal                      // M>G: Signal (4 bytes)
+	TypeWinsize                     // M>G: Winsize (4 bytes)
+	TypeStarted                     // G>M: Started JSON; the process runs
+	TypeExit                        // G>M: Exit JSON; the session's process ended
+	TypeError                       // G>M: Error JSON; the request failed
+	TypeExec                        // M>G: Exec JSON; new session with its own process
+	TypePsRequest                   // M>G: empty
+	TypePsReply                     // G>M: PsReply JSON
+	TypeShutdown                    // M>G: empty; stop everything and power off
+	TypeNetwork                     // M>G: Network JSON (session 0); take these interfaces
+	TypeNetworkDone                 // G>M: Error JSON, empty message if the network is set up
+	typeEnd                         // first invalid type
 )
 
 var typeNames = map[Type]string{
@@ -72,6 +74,7 @@ var typeNames = map[Type]string{
 	TypeStdout: "stdout", TypeStderr: "stderr", TypeSignal: "signal", TypeWinsize: "winsize",
 	TypeStarted: "started", TypeExit: "exit", TypeError: "error", TypeExec: "exec",
 	TypePsRequest: "ps-request", TypePsReply: "ps-reply", TypeShutdown: "shutdown",
+	TypeNetwork: "network", TypeNetworkDone: "network-done",
 }
 
 func (t Type) String() string {

@@ -335,7 +335,7 @@ func TestMonitorBootWrongProtocolVersion(t *testing.T) {
 	ch := h.bootAsync()
 	h.domain()
 	h.g.mustSendJSON(t, agent.TypeHello, 0, agent.Hello{Version: agent.Version + 1, Role: "guest"})
-	bootFailure(t, h, ch, "guest speaks protocol 2")
+	bootFailure(t, h, ch, fmt.Sprintf("guest speaks protocol %d", agent.Version+1))
 }
 
 // TestMonitorBootControlSocketFails: the last step of boot failing still
