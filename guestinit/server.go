@@ -33,6 +33,8 @@ type server struct {
 	sessions map[uint32]*session
 	byPid    map[int]*session
 	initDone bool // session 0 has exited
+	// networked: the network request has come (it is answered once).
+	networked bool
 }
 
 func newServer(rw io.ReadWriteCloser, prepare prepareFunc) *server {
@@ -88,6 +90,8 @@ func (s *server) handle(f agent.Frame) error {
 		return s.configure(f.Payload)
 	case agent.TypeStart:
 		return s.startInit()
+	case agent.TypeNetwork:
+		return s.network(f.Payload)
 	case agent.TypeExec:
 		var e agent.Exec
 		if err := agent.Unmarshal(f.Payload, &e); err != nil {
@@ -150,6 +154,31 @@ func (s *server) configure(p []byte) error {
 	s.cfg, s.root = &cfg, root
 	s.mu.Unlock()
 	return s.conn.Send(agent.TypeReady, 0, nil)
+}
+
+// network sets the guest's network up (setupNetwork) and answers with
+// TypeNetworkDone, whose message is empty on success.
+func (s *server) network(p []byte) error {
+	err := func() error {
+		n, err := agent.DecodeNetwork(p)
+		if err != nil {
+			return err
+		}
+		s.mu.Lock()
+		ok := s.cfg != nil && !s.networked
+		s.networked = true
+		s.mu.Unlock()
+		if !ok {
+			return errors.New("network before the container was configured, or twice")
+		}
+		return setupNetwork(n, nicTimeout)
+	}()
+	var e agent.Error
+	if err != nil {
+		e.Message = fmt.Sprintf("setting up the network: %v", err)
+		logf("guestinit: %s", e.Message)
+	}
+	return s.conn.SendJSON(agent.TypeNetworkDone, 0, e)
 }
 
 func (s *server) startInit() error {

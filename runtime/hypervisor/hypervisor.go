@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 )
 
 // Sentinel errors, wrapped with context by implementations.
@@ -31,6 +32,20 @@ type Disk struct {
 	Path     string // host file or block device
 	Vdev     string // guest device name, "xvda"
 	ReadOnly bool
+}
+
+// NIC is a network interface to give a running guest.
+type NIC struct {
+	MAC net.HardwareAddr // of the guest's side
+	MTU int
+}
+
+// NICBackend is the host side of a guest's network interface: the network
+// interface that carries its frames.
+type NICBackend struct {
+	Name string
+	// Netns is the path of the network namespace the interface is in.
+	Netns string
 }
 
 // DomainSpec describes a guest to create.
@@ -108,6 +123,9 @@ type Domain interface {
 	Pause(ctx context.Context) error
 	Unpause(ctx context.Context) error
 	Info(ctx context.Context) (DomainInfo, error)
+	// AddNIC gives the running guest a network interface and returns its
+	// host side. It goes away with the guest.
+	AddNIC(ctx context.Context, nic NIC) (NICBackend, error)
 	// Destroy stops the guest at once and frees it. Destroying a guest that
 	// is already gone is not an error.
 	Destroy(ctx context.Context) error

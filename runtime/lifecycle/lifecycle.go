@@ -25,6 +25,7 @@ import (
 	"github.com/vxn-runtime/vxn/runtime/hooks"
 	"github.com/vxn-runtime/vxn/runtime/hypervisor"
 	"github.com/vxn-runtime/vxn/runtime/monitor"
+	"github.com/vxn-runtime/vxn/runtime/network"
 	"github.com/vxn-runtime/vxn/runtime/procfs"
 	"github.com/vxn-runtime/vxn/runtime/rootfs"
 	"github.com/vxn-runtime/vxn/runtime/state"
@@ -173,6 +174,13 @@ func (r *Runtime) Create(ctx context.Context, id string, o CreateOptions) (_ *Cr
 			return nil, err
 		}
 	}
+	// After the hooks: Docker's prestart hook is what puts eth0 into the
+	// monitor's network namespace.
+	netStart := time.Now()
+	if _, err := monitor.Call(dir.File(state.SocketFile), monitor.Request{Op: monitor.OpNetwork}, 2*time.Minute); err != nil {
+		return nil, fmt.Errorf("giving the container its network: %w; see %s", err, dir.File(state.MonitorLog))
+	}
+	r.opts.Log.Debugf("container %s: network attached in %v", id, time.Since(netStart).Round(time.Millisecond))
 	if o.PidFile != "" {
 		if err := WritePidFile(o.PidFile, mon.Pid); err != nil {
 			return nil, err
@@ -198,6 +206,10 @@ func (r *Runtime) monitorConfig(dir *state.Dir, b *bundle.Bundle, consoleSocket 
 	if err != nil {
 		return nil, err
 	}
+	netns, err := containerNetns(b.Spec)
+	if err != nil {
+		return nil, err
+	}
 	cfg := &monitor.Config{
 		ID:   dir.ID,
 		Spec: b.Spec,
@@ -218,6 +230,7 @@ func (r *Runtime) monitorConfig(dir *state.Dir, b *bundle.Bundle, consoleSocket 
 		ControlSocket: dir.File(state.SocketFile),
 		ExitFile:      dir.File(state.ExitFile),
 		BootTimeout:   g.BootTimeout,
+		Netns:         netns,
 	}
 	data, err := json.Marshal(cfg)
 	if err != nil {
@@ -334,6 +347,46 @@ func (r *Runtime) startMonitor(dir *state.Dir, cfg *monitor.Config, o CreateOpti
 		return cmd.Process, errors.New(msg.Error)
 	}
 	return cmd.Process, fmt.Errorf("the monitor exited before the container was created; see %s", dir.File(state.MonitorLog))
+}
+
+// ownNetns names, to the monitor, its own network namespace.
+const ownNetns = "/proc/self/ns/net"
+
+// containerNetns returns the network namespace whose interfaces the
+// container's guest takes (monitor.Config.Netns): the monitor's own, which
+// is the config's (monitorNamespaces: joined by path, as podman's, or new,
+// which Docker's prestart hook fills). The host's network cannot be shared
+// with a guest: a config without a network namespace, or whose path is the
+// namespace vxn runs in, or one the monitor cannot have (only root can),
+// leaves the guest loopback only.
+func containerNetns(spec *specs.Spec) (string, error) {
+	if spec.Linux == nil {
+		return "", nil
+	}
+	for _, ns := range spec.Linux.Namespaces {
+		if ns.Type != specs.NetworkNamespace {
+			continue
+		}
+		m := monitorNamespaces(spec)
+		inIt := m.create&syscall.CLONE_NEWNET != 0
+		for _, j := range m.join {
+			inIt = inIt || j.Type == specs.NetworkNamespace
+		}
+		if !inIt {
+			return "", nil
+		}
+		if ns.Path != "" {
+			host, err := network.SameNamespace(ns.Path, ownNetns)
+			if err != nil {
+				return "", fmt.Errorf("config.json: linux.namespaces: network: %w", err)
+			}
+			if host {
+				return "", nil
+			}
+		}
+		return ownNetns, nil
+	}
+	return "", nil
 }
 
 // syncMessage is what the monitor writes on its sync pipe (fd 3).

@@ -20,6 +20,8 @@ const (
 	OpPause  = "pause"
 	OpResume = "resume"
 	OpPs     = "ps"
+	// OpNetwork gives the guest the container's network (AttachNetwork).
+	OpNetwork = "network"
 	// OpExec starts another process in the container. The connection
 	// stays open: after the first answer the client sends the process's
 	// stdin, stdout and stderr as SCM_RIGHTS in a one-byte message; the

@@ -115,6 +115,7 @@ type fakeDomain struct {
 	destroys atomic.Int32
 	pauses   atomic.Int32
 	unpauses atomic.Int32
+	nics     atomic.Int32
 	pauseErr error
 }
 
@@ -148,6 +149,12 @@ func (d *fakeDomain) Unpause(context.Context) error {
 
 func (d *fakeDomain) Info(context.Context) (hypervisor.DomainInfo, error) {
 	return hypervisor.DomainInfo{Name: d.spec.Name, State: hypervisor.StateRunning}, nil
+}
+
+// AddNIC records the NIC; the fake has no network, so it fails.
+func (d *fakeDomain) AddNIC(_ context.Context, nic hypervisor.NIC) (hypervisor.NICBackend, error) {
+	d.nics.Add(1)
+	return hypervisor.NICBackend{}, fmt.Errorf("fake: no NIC for %s: %w", nic.MAC, hypervisor.ErrUnsupported)
 }
 
 func (d *fakeDomain) Destroy(context.Context) error {

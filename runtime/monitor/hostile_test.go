@@ -50,6 +50,8 @@ var hostileCases = []struct {
 	{"exec from the guest", frame(agent.TypeExec, 0, []byte(`{}`)), "unexpected exec frame"},
 	{"ps-request from the guest", frame(agent.TypePsRequest, 0, nil), "unexpected ps-request frame"},
 	{"shutdown from the guest", frame(agent.TypeShutdown, 0, nil), "unexpected shutdown frame"},
+	{"network from the guest", frame(agent.TypeNetwork, 0, []byte(`{}`)), "unexpected network frame"},
+	{"network-done unasked", frame(agent.TypeNetworkDone, 0, []byte(`{"message":""}`)), "network-done frame without a network request"},
 	{"started pid 0", frame(agent.TypeStarted, 0, []byte(`{"pid":0}`)), "pid 0"},
 	{"started pid huge", frame(agent.TypeStarted, 0, []byte(`{"pid":99999999}`)), "pid 99999999"},
 	{"started not JSON", frame(agent.TypeStarted, 0, []byte{0xff}), "invalid payload"},

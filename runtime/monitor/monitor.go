@@ -64,6 +64,9 @@ type Config struct {
 	// known, before the guest is torn down.
 	ExitFile    string        `json:"exitFile"`
 	BootTimeout time.Duration `json:"bootTimeout"`
+	// Netns is the network namespace whose interfaces the guest takes
+	// (AttachNetwork); "" leaves it loopback only.
+	Netns string `json:"netns,omitempty"`
 }
 
 // Stdio is the container's stdio as the monitor received it.
@@ -88,7 +91,10 @@ type Monitor struct {
 	psCh    chan agent.PsReply
 	failCh  chan error // protocol violation or lost connection
 
-	configured atomic.Bool // the guest answered the config
+	configured  atomic.Bool // the guest answered the config
+	netAsked    atomic.Bool // the network has been sent to the guest
+	netAnswered atomic.Bool // and the guest has answered
+	netCh       chan agent.Error
 
 	mu      sync.Mutex
 	started bool
@@ -100,9 +106,13 @@ type Monitor struct {
 	sessions    map[uint32]*session
 	nextExec    uint32
 	ctlLn       net.Listener
-	done        chan struct{}
-	exitOnce    sync.Once
-	status      int
+	// netns and joined: the container's network namespace and its
+	// interfaces that AttachNetwork joined to the guest's NICs.
+	netns    string
+	joined   []int
+	done     chan struct{}
+	exitOnce sync.Once
+	status   int
 }
 
 // New prepares a monitor; Run does the work.
@@ -113,6 +123,7 @@ func New(cfg Config, hv hypervisor.Hypervisor, stdio Stdio, log logrus.FieldLogg
 		readyCh: make(chan error, 1),
 		psCh:    make(chan agent.PsReply, 1),
 		failCh:  make(chan error, 1),
+		netCh:   make(chan agent.Error, 1),
 		done:    make(chan struct{}),
 	}
 	m.credit = sync.NewCond(&m.mu)
@@ -280,6 +291,7 @@ func (m *Monitor) finish(status int) {
 			}
 		}
 		m.shutdownGuest()
+		m.detachNetwork()
 		if m.ctlLn != nil {
 			m.ctlLn.Close()
 		}
@@ -556,6 +568,18 @@ func (m *Monitor) handleFrame(f agent.Frame) error {
 			return err
 		}
 		offer(s.exitCh, e)
+	case agent.TypeNetworkDone:
+		if s.id != 0 || !m.netAsked.Load() {
+			return errors.New("network-done frame without a network request")
+		}
+		e, err := agent.DecodeError(f.Payload)
+		if err != nil {
+			return err
+		}
+		if m.netAnswered.Swap(true) {
+			return errors.New("second network-done frame")
+		}
+		offer(m.netCh, e)
 	case agent.TypePsReply:
 		r, err := agent.DecodePsReply(f.Payload)
 		if err != nil {
@@ -661,6 +685,8 @@ func (m *Monitor) serveControl(c net.Conn) {
 		err = m.SetPaused(ctx, false)
 	case OpPs:
 		resp.Processes, err = m.Ps(ctx)
+	case OpNetwork:
+		err = m.AttachNetwork(ctx)
 	default:
 		err = fmt.Errorf("unknown request %q", req.Op)
 	}

@@ -27,6 +27,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"runtime"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -254,7 +255,17 @@ func handleAt(path string) (*netlink.Handle, func(), error) {
 		return nil, nil, fmt.Errorf("opening network namespace %s: %w", path, err)
 	}
 	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns)
+	// The library enters ns on this thread to make its sockets and comes
+	// back to cur. It would find cur itself from /proc/<pid>/task/<tid>,
+	// which is wrong in the monitor: its pid namespace is not /proc's.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	cur, err := netns.GetFromPath("/proc/thread-self/ns/net")
+	if err != nil {
+		return nil, nil, fmt.Errorf("opening this thread's network namespace: %w", err)
+	}
+	defer cur.Close()
+	h, err := netlink.NewHandleAtFrom(ns, cur)
 	if err != nil {
 		return nil, nil, fmt.Errorf("netlink in network namespace %s: %w", path, err)
 	}

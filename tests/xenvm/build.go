@@ -31,6 +31,7 @@ var (
 		"virtio_pci", "9pnet_virtio", "9p", "overlay",
 		"xen-evtchn", "xen-privcmd", "xenfs", "xen-gntdev", "xen-gntalloc",
 		"xen-blkback", "loop", "xen-netback", "bridge", "tun", "veth",
+		"sch_ingress", "cls_u32", "act_mirred", // vxn joins a vif to a veth with tc
 	}
 	optionalModules = []string{"vsock_loopback"}
 )

@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/vxn-runtime/vxn/runtime/hypervisor"
 	"github.com/vxn-runtime/vxn/runtime/procfs"
 	"github.com/vxn-runtime/vxn/runtime/state"
@@ -60,6 +62,7 @@ type Domain struct {
 	rec  record
 	cmd  *exec.Cmd     // set in the creating process
 	done chan struct{} // closed when cmd has been waited for
+	nics int           // NICs added
 	ws   syscall.WaitStatus
 }
 
@@ -84,11 +87,11 @@ func (h *Hypervisor) Create(ctx context.Context, spec hypervisor.DomainSpec) (hy
 		cmd.Stdout, cmd.Stderr = f, f
 	}
 	// Like a guest: its own PID 1 (which takes every process with it when
-	// it dies), hostname and /proc.
+	// it dies), hostname, /proc and network stack.
 	pidfd := -1
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Setsid:     true,
-		Cloneflags: syscall.CLONE_NEWPID | syscall.CLONE_NEWUTS | syscall.CLONE_NEWNS,
+		Cloneflags: syscall.CLONE_NEWPID | syscall.CLONE_NEWUTS | syscall.CLONE_NEWNS | syscall.CLONE_NEWNET,
 		PidFD:      &pidfd,
 	}
 	if err := cmd.Start(); err != nil {
@@ -263,6 +266,36 @@ func (d *Domain) Info(context.Context) (hypervisor.DomainInfo, error) {
 		st = hypervisor.StatePaused
 	}
 	return hypervisor.DomainInfo{ID: uint32(d.rec.Pid), Name: d.name, State: st, VCPUs: 1}, nil
+}
+
+// AddNIC gives the guest a veth pair, as Xen gives a guest a NIC whose
+// backend is in dom0: the guest's end, with the NIC's MAC and MTU, in the
+// guest's network namespace, the other end in the creating process's. The
+// pair goes away with the guest's namespace.
+func (d *Domain) AddNIC(_ context.Context, nic hypervisor.NIC) (hypervisor.NICBackend, error) {
+	if d.gone() {
+		return hypervisor.NICBackend{}, fmt.Errorf("fake hypervisor: %s: %w", d.name, hypervisor.ErrNotFound)
+	}
+	if d.cmd == nil {
+		return hypervisor.NICBackend{}, fmt.Errorf("fake hypervisor: NICs are given by the process that created %s: %w", d.name, hypervisor.ErrUnsupported)
+	}
+	d.nics++
+	be := hypervisor.NICBackend{Name: fmt.Sprintf("vif%d.%d", d.rec.Pid, d.nics-1), Netns: "/proc/self/ns/net"}
+	guestNS, err := os.Open(fmt.Sprintf("/proc/%d/ns/net", d.rec.Pid))
+	if err != nil {
+		return hypervisor.NICBackend{}, fmt.Errorf("fake hypervisor: the guest's network namespace: %w", err)
+	}
+	defer guestNS.Close()
+	veth := &netlink.Veth{
+		LinkAttrs:        netlink.LinkAttrs{Name: be.Name, MTU: nic.MTU},
+		PeerName:         fmt.Sprintf("nic%d", d.nics-1),
+		PeerHardwareAddr: nic.MAC,
+		PeerNamespace:    netlink.NsFd(guestNS.Fd()),
+	}
+	if err := netlink.LinkAdd(veth); err != nil {
+		return hypervisor.NICBackend{}, fmt.Errorf("fake hypervisor: veth for %s: %w", d.name, err)
+	}
+	return be, nil
 }
 
 // Destroy kills the guest and everything in it: guestinit is PID 1 of its

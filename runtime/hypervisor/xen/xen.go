@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
+	"strings"
 	"sync"
 	"time"
 
@@ -418,4 +420,47 @@ func (h *Hypervisor) closeConns(domid uint32) {
 	for _, c := range cs {
 		c.Close()
 	}
+}
+
+// backendNetns is where netback creates a NIC's backend interface: the
+// initial network namespace, PID 1's (the monitor shares the host's /proc).
+const backendNetns = "/proc/1/ns/net"
+
+// AddNIC hot-plugs a vif into the guest. Its backend, the dom0 network
+// interface vif<domid>.<devid>, is left down and unattached: the caller
+// wires it (package network moves it into the container's namespace).
+func (d *domain) AddNIC(_ context.Context, nic hypervisor.NIC) (hypervisor.NICBackend, error) {
+	if len(nic.MAC) != 6 {
+		return hypervisor.NICBackend{}, d.errorf("add nic", fmt.Errorf("MAC %q is not 6 bytes", nic.MAC))
+	}
+	if _, err := d.info(); err != nil {
+		return hypervisor.NICBackend{}, d.errorf("add nic", err)
+	}
+	n := libxl.NIC{Script: vifScript, MTU: nic.MTU}
+	copy(n.MAC[:], nic.MAC)
+	devid, err := d.h.xl.NICAdd(d.domid, n)
+	if err != nil {
+		return hypervisor.NICBackend{}, d.errorf("add nic", err)
+	}
+	if err := vifConnected(d.domid, devid); err != nil {
+		return hypervisor.NICBackend{}, d.errorf("add nic", err)
+	}
+	return hypervisor.NICBackend{Name: fmt.Sprintf("vif%d.%d", d.domid, devid), Netns: backendNetns}, nil
+}
+
+// vifScript is the hotplug script libxl runs for a vif: nothing to do, the
+// caller wires the backend itself (libxl accepts any absolute path).
+const vifScript = "/bin/true"
+
+// vifConnected tells netback that the vif's hotplug step is done, as the
+// stock vif scripts do last: libxl writes an empty hotplug-status node
+// for every vif, and netback does not connect the guest's netfront until
+// it reads "connected".
+func vifConnected(domid uint32, devid int) error {
+	key := fmt.Sprintf("backend/vif/%d/%d/hotplug-status", domid, devid)
+	out, err := exec.Command("/usr/bin/xenstore-write", key, "connected").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("/usr/bin/xenstore-write %s: %w: %s", key, err, strings.TrimSpace(string(out)))
+	}
+	return nil
 }
