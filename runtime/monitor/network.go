@@ -17,10 +17,17 @@ import (
 // namespace, a NIC with its MAC whose host side is joined to it, and the
 // interface's addresses, routes and MTU, which guestinit applies. Create
 // calls it once, after the hooks that may have made the interfaces.
-func (m *Monitor) AttachNetwork(ctx context.Context) error {
+func (m *Monitor) AttachNetwork(ctx context.Context) (err error) {
 	if !m.netAsked.CompareAndSwap(false, true) {
 		return errors.New("the network is attached already")
 	}
+	// A failed create kills the monitor: leave the interfaces as the
+	// engine made them now. The NICs go with the guest.
+	defer func() {
+		if err != nil {
+			m.detachNetwork()
+		}
+	}()
 	start := time.Now()
 	var n agent.Network
 	nsPath := m.cfg.Netns
