@@ -46,7 +46,7 @@ func TestContainerNetns(t *testing.T) {
 		{"no linux", &specs.Spec{}, ""},
 		{"host network", spec(specs.LinuxNamespace{Type: specs.PIDNamespace}), ""},
 		{"new namespace", spec(specs.LinuxNamespace{Type: specs.NetworkNamespace}), ownNetns},
-		{"engine's namespace", spec(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: other}), other},
+		{"engine's namespace, which the monitor joins", spec(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: other}), ownNetns},
 		{"path to vxn's own namespace", spec(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: "/proc/self/ns/net"}), ""},
 	} {
 		got, err := containerNetns(c.spec)

@@ -10,13 +10,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/vxn-runtime/vxn/libxl"
 	"github.com/vxn-runtime/vxn/libxl/vchan"
+	"github.com/vxn-runtime/vxn/libxl/xenstore"
 	"github.com/vxn-runtime/vxn/libxl/xtl"
 	"github.com/vxn-runtime/vxn/runtime/hypervisor"
 )
@@ -436,7 +435,10 @@ func (d *domain) AddNIC(_ context.Context, nic hypervisor.NIC) (hypervisor.NICBa
 	if _, err := d.info(); err != nil {
 		return hypervisor.NICBackend{}, d.errorf("add nic", err)
 	}
-	n := libxl.NIC{Script: vifScript, MTU: nic.MTU}
+	if d.h.script == "" {
+		return hypervisor.NICBackend{}, d.errorf("add nic", errors.New("NICs need vxn's own hotplug handler (xen.Options.NativeHotplug): the stock vif scripts want a bridge"))
+	}
+	n := libxl.NIC{Script: d.h.script, MTU: nic.MTU}
 	copy(n.MAC[:], nic.MAC)
 	devid, err := d.h.xl.NICAdd(d.domid, n)
 	if err != nil {
@@ -448,19 +450,16 @@ func (d *domain) AddNIC(_ context.Context, nic hypervisor.NIC) (hypervisor.NICBa
 	return hypervisor.NICBackend{Name: fmt.Sprintf("vif%d.%d", d.domid, devid), Netns: backendNetns}, nil
 }
 
-// vifScript is the hotplug script libxl runs for a vif: nothing to do, the
-// caller wires the backend itself (libxl accepts any absolute path).
-const vifScript = "/bin/true"
-
 // vifConnected tells netback that the vif's hotplug step is done, as the
 // stock vif scripts do last: libxl writes an empty hotplug-status node
 // for every vif, and netback does not connect the guest's netfront until
-// it reads "connected".
+// it reads "connected". (vxn's hotplug handler has nothing to do for a
+// vif when libxl calls it: the backend is wired after NICAdd returns.)
 func vifConnected(domid uint32, devid int) error {
-	key := fmt.Sprintf("backend/vif/%d/%d/hotplug-status", domid, devid)
-	out, err := exec.Command("/usr/bin/xenstore-write", key, "connected").CombinedOutput()
+	xs, err := xenstore.Open()
 	if err != nil {
-		return fmt.Errorf("/usr/bin/xenstore-write %s: %w: %s", key, err, strings.TrimSpace(string(out)))
+		return err
 	}
-	return nil
+	defer xs.Close()
+	return xs.Write(fmt.Sprintf("backend/vif/%d/%d/hotplug-status", domid, devid), "connected")
 }
