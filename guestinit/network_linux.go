@@ -22,7 +22,9 @@ const nicTimeout = 10 * time.Second
 // addresses and routes. It works in the calling thread's network
 // namespace (the guest's only one).
 func setupNetwork(n agent.Network, timeout time.Duration) error {
-	h, err := netlink.NewHandle()
+	// Only rtnetlink: the library's other default families need modules
+	// (nfnetlink, xfrm_user) that the initramfs does not load.
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
 	if err != nil {
 		return fmt.Errorf("netlink: %w", err)
 	}

@@ -248,28 +248,39 @@ func moveLink(fromNS, name, toNS string) error {
 	return nil
 }
 
-// handleAt opens a netlink handle in the network namespace at path.
+// handleAt opens a netlink handle in the network namespace at path. Its
+// socket is made by a thread that enters the namespace and then ends
+// (netlink's NewHandleAt would find the thread's namespace to come back
+// to in /proc/<pid>/task/<tid>, which is wrong in the monitor, whose pid
+// namespace is not /proc's). Only rtnetlink: the other families the
+// library opens by default need modules (nfnetlink, xfrm_user) that a
+// guest or dom0 may not have.
 func handleAt(path string) (*netlink.Handle, func(), error) {
 	ns, err := netns.GetFromPath(path)
 	if err != nil {
 		return nil, nil, fmt.Errorf("opening network namespace %s: %w", path, err)
 	}
 	defer ns.Close()
-	// The library enters ns on this thread to make its sockets and comes
-	// back to cur. It would find cur itself from /proc/<pid>/task/<tid>,
-	// which is wrong in the monitor: its pid namespace is not /proc's.
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	cur, err := netns.GetFromPath("/proc/thread-self/ns/net")
-	if err != nil {
-		return nil, nil, fmt.Errorf("opening this thread's network namespace: %w", err)
+	type result struct {
+		h   *netlink.Handle
+		err error
 	}
-	defer cur.Close()
-	h, err := netlink.NewHandleAtFrom(ns, cur)
-	if err != nil {
-		return nil, nil, fmt.Errorf("netlink in network namespace %s: %w", path, err)
+	ch := make(chan result, 1)
+	go func() {
+		// Never unlocked: the thread, in ns, ends with the goroutine.
+		runtime.LockOSThread()
+		if err := netns.Set(ns); err != nil {
+			ch <- result{err: err}
+			return
+		}
+		h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+		ch <- result{h, err}
+	}()
+	r := <-ch
+	if r.err != nil {
+		return nil, nil, fmt.Errorf("netlink in network namespace %s: %w", path, r.err)
 	}
-	return h, h.Close, nil
+	return r.h, r.h.Close, nil
 }
 
 // SameNamespace reports whether the paths name the same network namespace.
