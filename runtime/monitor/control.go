@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -59,7 +58,7 @@ var ErrNoMonitor = errors.New("the container's monitor is not running")
 
 // Call sends one request to the monitor listening on socket.
 func Call(socket string, req Request, timeout time.Duration) (*Response, error) {
-	c, err := net.DialTimeout("unix", socket, 5*time.Second)
+	c, err := dialUnix(socket, 5*time.Second)
 	if err != nil {
 		return nil, fmt.Errorf("%w (%v)", ErrNoMonitor, err)
 	}

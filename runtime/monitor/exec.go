@@ -147,7 +147,7 @@ type ExecClient struct {
 // StartExec asks the monitor at socket to run proc with the given stdio and
 // returns once the process runs.
 func StartExec(socket string, proc *specs.Process, stdio [3]*os.File) (*ExecClient, error) {
-	c, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: socket, Net: "unix"})
+	c, err := dialUnix(socket, 0)
 	if err != nil {
 		return nil, fmt.Errorf("%w (%v)", ErrNoMonitor, err)
 	}

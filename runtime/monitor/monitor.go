@@ -294,6 +294,7 @@ func (m *Monitor) finish(status int) {
 		m.detachNetwork()
 		if m.ctlLn != nil {
 			m.ctlLn.Close()
+			os.Remove(m.cfg.ControlSocket)
 		}
 		close(m.done)
 	})
@@ -636,7 +637,7 @@ func (m *Monitor) pumpStdin(s *session) {
 // listenControl opens the control socket the other vxn commands use.
 func (m *Monitor) listenControl() error {
 	os.Remove(m.cfg.ControlSocket)
-	ln, err := net.Listen("unix", m.cfg.ControlSocket)
+	ln, err := listenUnix(m.cfg.ControlSocket)
 	if err != nil {
 		return fmt.Errorf("opening the control socket: %w", err)
 	}

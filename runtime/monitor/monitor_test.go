@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -722,5 +723,47 @@ func TestMonitorControlSocketGarbage(t *testing.T) {
 	}
 	if r, err := h.call(monitor.Request{Op: monitor.OpState}); err != nil || r.Status != specs.StateCreated {
 		t.Errorf("state after garbage: %+v, %v", r, err)
+	}
+}
+
+// TestMonitorControlSocketLongPath: a state directory whose control socket
+// path is longer than a unix socket address (Docker's state root and a
+// 64-digit ID make 110 bytes) still serves state, start and kill, and the
+// socket is gone after the exit.
+func TestMonitorControlSocketLongPath(t *testing.T) {
+	t.Parallel()
+	var long string
+	h := newHarness(t, withConfig(func(c *monitor.Config) {
+		long = filepath.Join(c.Domain.StateDir, "runtime-vxn", "moby", strings.Repeat("f", 64))
+		c.ControlSocket = filepath.Join(long, "monitor.sock")
+	}))
+	if err := os.MkdirAll(long, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(h.cfg.ControlSocket); n <= 108 {
+		t.Fatalf("the socket path is only %d bytes", n)
+	}
+	h.boot()
+	r, err := h.call(monitor.Request{Op: monitor.OpState})
+	if err != nil || r.Status != specs.StateCreated {
+		t.Fatalf("state: %+v, %v", r, err)
+	}
+	done := h.serve()
+	startRes := h.callAsync(monitor.Request{Op: monitor.OpStart})
+	h.g.mustTake(t, agent.TypeStart, 0)
+	h.g.mustSendJSON(t, agent.TypeStarted, 0, agent.Started{Pid: 1})
+	if res := await(t, startRes, "start"); res.err != nil || res.resp.Status != specs.StateRunning {
+		t.Fatalf("start: %+v, %v", res.resp, res.err)
+	}
+	if _, err := h.call(monitor.Request{Op: monitor.OpKill, Signal: 9}); err != nil {
+		t.Fatal(err)
+	}
+	h.g.mustTake(t, agent.TypeSignal, 0)
+	h.g.mustSendJSON(t, agent.TypeExit, 0, agent.Exit{Signal: 9})
+	if st := await(t, done, "Serve"); st != 137 {
+		t.Errorf("Serve: %d, want 137", st)
+	}
+	if _, err := os.Stat(h.cfg.ControlSocket); !os.IsNotExist(err) {
+		t.Errorf("control socket after the exit: %v", err)
 	}
 }

@@ -45,15 +45,11 @@ func (m *Monitor) setupTerminal() error {
 
 // SendConsole sends a pty master over a console socket.
 func SendConsole(socket string, master *os.File) error {
-	c, err := net.Dial("unix", socket)
+	uc, err := dialUnix(socket, 0)
 	if err != nil {
 		return fmt.Errorf("connecting to the console socket %s: %w", socket, err)
 	}
-	defer c.Close()
-	uc, ok := c.(*net.UnixConn)
-	if !ok {
-		return fmt.Errorf("console socket %s is not a unix socket", socket)
-	}
+	defer uc.Close()
 	oob := unix.UnixRights(int(master.Fd()))
 	if _, _, err := uc.WriteMsgUnix([]byte("/dev/ptmx"), oob, nil); err != nil {
 		return fmt.Errorf("sending the terminal over %s: %w", socket, err)

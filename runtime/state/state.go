@@ -36,9 +36,9 @@ const (
 	ExitFile    = "exit.json"
 )
 
-// maxIDLen bounds IDs: the state path and the Xen domain name
-// ("vxn-" + id, at most 64 bytes in xenstore tools) must stay usable.
-const maxIDLen = 60
+// maxIDLen bounds IDs. Engines use 64 hex digits (podman, Docker,
+// containerd, CRI-O).
+const maxIDLen = 128
 
 var idRegexp = regexp.MustCompile(`^[\w+\-.]+$`)
 

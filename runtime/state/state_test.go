@@ -11,7 +11,8 @@ import (
 )
 
 func TestValidateID(t *testing.T) {
-	for _, id := range []string{"a", "abc-DEF_1.2+3", strings.Repeat("x", maxIDLen)} {
+	engineID := "f2c37f2f89e06da316b5f181ee482ff3dc561a2259fd31faa880c02ae4b8248b" // podman's
+	for _, id := range []string{"a", "abc-DEF_1.2+3", engineID, strings.Repeat("x", maxIDLen)} {
 		if err := ValidateID(id); err != nil {
 			t.Errorf("%q rejected: %v", id, err)
 		}
