@@ -20,12 +20,15 @@ const defaultConfigFile = "/etc/vxn/config.json"
 
 // config is vxn's configuration file. Every field is optional.
 type config struct {
-	Kernel      string `json:"kernel"`      // guest kernel; default: newest /boot/vmlinuz-*-cloud-amd64
-	Initramfs   string `json:"initramfs"`   // vxn's guest initramfs; default: beside the binary or /usr/lib/vxn
-	Type        string `json:"type"`        // "pv" (default) or "pvh"
-	Cmdline     string `json:"cmdline"`     // extra guest kernel arguments
-	MemoryMiB   uint64 `json:"memoryMiB"`   // guest memory; default 256
-	VCPUs       int    `json:"vcpus"`       // default 1
+	Kernel    string `json:"kernel"`    // guest kernel; default: newest /boot/vmlinuz-*-cloud-amd64
+	Initramfs string `json:"initramfs"` // vxn's guest initramfs; default: beside the binary or /usr/lib/vxn
+	Type      string `json:"type"`      // "pv" (default) or "pvh"
+	Cmdline   string `json:"cmdline"`   // extra guest kernel arguments
+	MemoryMiB uint64 `json:"memoryMiB"` // guest memory; default 256
+	VCPUs     int    `json:"vcpus"`     // default 1
+	// OverheadMiB is added to a container's memory limit to size its
+	// guest (the guest kernel and init); default 64.
+	OverheadMiB uint64 `json:"memoryOverheadMiB"`
 	BootTimeout string `json:"bootTimeout"` // default 120s
 }
 
@@ -68,6 +71,10 @@ func (c *config) guest() lifecycle.Guest {
 	}
 	if g.VCPUs == 0 {
 		g.VCPUs = 1
+	}
+	g.OverheadMiB = c.OverheadMiB
+	if g.OverheadMiB == 0 {
+		g.OverheadMiB = 64
 	}
 	if d, err := time.ParseDuration(c.BootTimeout); err == nil && d > 0 {
 		g.BootTimeout = d

@@ -28,32 +28,40 @@ const rootDeviceTimeout = 10 * time.Second
 
 // prepareContainer mounts the root disk cfg.RootDevice at containerRoot and
 // sets the container up in it from cfg.Spec and cfg.Files (see setupRoot).
-// It returns the container's root directory.
-func prepareContainer(cfg *agent.Config) (string, error) {
+// It returns the container's root directory and cgroup.
+func prepareContainer(cfg *agent.Config) (prepared, error) {
 	if cfg == nil || cfg.Spec == nil {
-		return "", errors.New("no container spec")
+		return prepared{}, errors.New("no container spec")
 	}
 	dev, err := rootDevicePath(cfg.RootDevice)
 	if err != nil {
-		return "", err
+		return prepared{}, err
+	}
+	var res *specs.LinuxResources
+	if cfg.Spec.Linux != nil {
+		res = cfg.Spec.Linux.Resources
+	}
+	cgroup, err := setupCgroup(res)
+	if err != nil {
+		return prepared{}, fmt.Errorf("the container's cgroup: %w", err)
 	}
 	start := time.Now()
 	if err := waitForDevice(dev, rootDeviceTimeout); err != nil {
-		return "", err
+		return prepared{}, err
 	}
 	guestLogf("%s is there after %v", dev, time.Since(start).Round(time.Millisecond))
 	readonly := cfg.Spec.Root != nil && cfg.Spec.Root.Readonly
 	start = time.Now()
 	if err := mountRootDisk(dev, containerRoot, readonly); err != nil {
-		return "", err
+		return prepared{}, err
 	}
 	mounted := time.Now()
-	if err := setupRoot(containerRoot, cfg); err != nil {
-		return "", err
+	if err := setupRoot(containerRoot, cfg, containerCgroup); err != nil {
+		return prepared{}, err
 	}
 	guestLogf("container root ready at %s (disk mounted in %v, set up in %v)", containerRoot,
 		mounted.Sub(start).Round(time.Millisecond), time.Since(mounted).Round(time.Millisecond))
-	return containerRoot, nil
+	return prepared{root: containerRoot, cgroup: cgroup}, nil
 }
 
 var deviceName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]*$`)
@@ -119,6 +127,9 @@ func mountRootDisk(dev, dir string, readonly bool) error {
 type containerFS struct {
 	path string   // the root directory, clean
 	dir  *os.File // the root directory, O_PATH
+	// cgroup is the container's cgroup directory in the guest, shown as
+	// the root of its cgroup mounts; "" mounts the whole hierarchy.
+	cgroup string
 
 	devBind     bool // /dev is a bind mount: make no device nodes there
 	devpts      bool // a devpts is mounted on /dev/pts: /dev/ptmx links to it
@@ -130,14 +141,14 @@ type containerFS struct {
 // cfg.Files in place of the bind mount with the same destination; the other
 // files; device nodes and /dev links; hostname and domain name; sysctls;
 // read-only and masked paths; and last a read-only root.
-func setupRoot(root string, cfg *agent.Config) error {
+func setupRoot(root string, cfg *agent.Config, cgroup string) error {
 	spec := cfg.Spec
 	d, err := os.OpenFile(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
-	c := &containerFS{path: path.Clean(root), dir: d}
+	c := &containerFS{path: path.Clean(root), dir: d, cgroup: cgroup}
 	linux := spec.Linux
 	if linux == nil {
 		linux = &specs.Linux{}
@@ -396,6 +407,9 @@ func (c *containerFS) mount(m specs.Mount) error {
 		return c.bindMount(m.Source, dest, o)
 	}
 	fstype, data := m.Type, o.data
+	if (fstype == "cgroup" || fstype == "cgroup2") && c.cgroup != "" {
+		return c.mountCgroup(dest, o)
+	}
 	readonly := false
 	switch fstype {
 	case "cgroup":
@@ -442,6 +456,20 @@ func (c *containerFS) mount(m specs.Mount) error {
 		remount = o.flags | unix.MS_RDONLY
 	}
 	return c.finishMount(dest, o, lower, remount)
+}
+
+// mountCgroup shows the container its own cgroup (c.cgroup) as the root of
+// the cgroup2 hierarchy mounted at dest.
+func (c *containerFS) mountCgroup(dest string, o mountOptions) error {
+	h, err := c.mkdirAll(dest)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	if err := unix.Mount(c.cgroup, fdPath(h), "", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("bind mount of the container's cgroup %s on %s: %w", c.cgroup, dest, err)
+	}
+	return c.finishMount(dest, o, nil, o.flags|unix.MS_BIND)
 }
 
 // devptsData gives a devpts its own instance of ptys, with a /dev/pts/ptmx

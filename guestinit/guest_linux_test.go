@@ -222,7 +222,7 @@ func TestSetupRoot(t *testing.T) {
 			return
 		}
 
-		if err := setupRoot(root, cfg); err != nil {
+		if err := setupRoot(root, cfg, ""); err != nil {
 			t.Errorf("setupRoot: %v", err)
 			return
 		}
@@ -372,7 +372,7 @@ func TestSetupRootErrors(t *testing.T) {
 		root := t.TempDir()
 		inNamespaces(t, func() {
 			unix.Mount("tmpfs", root, "tmpfs", 0, "")
-			err := setupRoot(root, &agent.Config{Spec: &specs.Spec{Mounts: []specs.Mount{m}}})
+			err := setupRoot(root, &agent.Config{Spec: &specs.Spec{Mounts: []specs.Mount{m}}}, "")
 			if err == nil {
 				t.Errorf("%s: no error", name)
 			} else {

@@ -66,7 +66,7 @@ func runGuest() {
 		logf("guestinit: agent channel: %v", err)
 		return
 	}
-	s := newServer(t, func(cfg *agent.Config) (string, error) { return prepareContainer(cfg) })
+	s := newServer(t, prepareContainer)
 	if err := s.serve(); err != nil {
 		logf("guestinit: %v", err)
 	}
@@ -91,7 +91,10 @@ func runHostMode(socket, rootfs string) error {
 	if err != nil {
 		return err
 	}
-	s := newServer(c, func(cfg *agent.Config) (string, error) { return prepareHostRoot(cfg, rootfs) })
+	s := newServer(c, func(cfg *agent.Config) (prepared, error) {
+		root, err := prepareHostRoot(cfg, rootfs)
+		return prepared{root: root}, err
+	})
 	return s.serve()
 }
 

@@ -34,7 +34,7 @@ type session struct {
 // request with Started, or returns the error for an Error reply.
 func (s *server) start(id uint32, proc *specs.Process) error {
 	s.mu.Lock()
-	root := s.root
+	root, cgroup := s.root, s.cgroup
 	if s.cfg == nil {
 		s.mu.Unlock()
 		return errors.New("container is not configured")
@@ -51,7 +51,7 @@ func (s *server) start(id uint32, proc *specs.Process) error {
 	s.sessions[id] = ss
 	s.mu.Unlock()
 
-	err := s.spawn(ss, root, proc)
+	err := s.spawn(ss, root, cgroup, proc)
 	if err != nil {
 		s.mu.Lock()
 		if ss.pid == 0 { // never forked: nothing will reap it
@@ -65,9 +65,10 @@ func (s *server) start(id uint32, proc *specs.Process) error {
 	return err
 }
 
-// spawn forks the shim with the session's stdio and waits until it has
-// exec'd the container process (or failed to).
-func (s *server) spawn(ss *session, root string, proc *specs.Process) error {
+// spawn forks the shim with the session's stdio, in the container's cgroup
+// when it has one, and waits until it has exec'd the container process (or
+// failed to).
+func (s *server) spawn(ss *session, root string, cgroup *os.File, proc *specs.Process) error {
 	var parentEnds, childEnds []*os.File
 	defer func() {
 		for _, f := range childEnds {
@@ -81,6 +82,9 @@ func (s *server) spawn(ss *session, root string, proc *specs.Process) error {
 	}
 	var stdio [3]*os.File
 	attr := &syscall.SysProcAttr{Setsid: true}
+	if cgroup != nil {
+		attr.UseCgroupFD, attr.CgroupFD = true, int(cgroup.Fd())
+	}
 	if proc.Terminal {
 		master, tty, err := openPty(root)
 		if err != nil {
@@ -152,7 +156,7 @@ func (s *server) spawn(ss *session, root string, proc *specs.Process) error {
 	childEnds = nil
 
 	enc := json.NewEncoder(specW)
-	werr := enc.Encode(shimRequest{Root: root, Process: proc})
+	werr := enc.Encode(shimRequest{Root: root, Process: proc, CgroupNS: cgroup != nil})
 	specW.Close()
 	msg, _ := io.ReadAll(io.LimitReader(errR, 4096))
 	if len(msg) > 0 {

@@ -15,8 +15,15 @@ import (
 	"github.com/vxn-runtime/vxn/runtime/procfs"
 )
 
-// prepareFunc sets the container up and returns its root directory.
-type prepareFunc func(*agent.Config) (string, error)
+// prepareFunc sets the container up and returns its root directory and,
+// in a guest, the cgroup its processes go into.
+type prepareFunc func(*agent.Config) (prepared, error)
+
+// prepared is a container set up by a prepareFunc.
+type prepared struct {
+	root   string
+	cgroup *os.File // nil: processes stay in guestinit's cgroup
+}
 
 // outputGrace bounds how long a session's exit report waits for its output
 // streams to drain (a background grandchild may hold them open).
@@ -28,7 +35,8 @@ type server struct {
 	prepare prepareFunc
 
 	mu       sync.Mutex
-	root     string // container root; set once prepared
+	root     string   // container root; set once prepared
+	cgroup   *os.File // the container's cgroup (see prepared)
 	cfg      *agent.Config
 	sessions map[uint32]*session
 	byPid    map[int]*session
@@ -146,12 +154,12 @@ func (s *server) configure(p []byte) error {
 	if configured {
 		return errors.New("container already configured")
 	}
-	root, err := s.prepare(&cfg)
+	c, err := s.prepare(&cfg)
 	if err != nil {
 		return fmt.Errorf("setting up the container: %w", err)
 	}
 	s.mu.Lock()
-	s.cfg, s.root = &cfg, root
+	s.cfg, s.root, s.cgroup = &cfg, c.root, c.cgroup
 	s.mu.Unlock()
 	return s.conn.Send(agent.TypeReady, 0, nil)
 }

@@ -25,6 +25,9 @@ const shimArg = "--exec-shim"
 type shimRequest struct {
 	Root    string         `json:"root"`
 	Process *specs.Process `json:"process"`
+	// CgroupNS: the shim was started in the container's cgroup and gives
+	// the process a cgroup namespace rooted there.
+	CgroupNS bool `json:"cgroupns,omitempty"`
 }
 
 // defaultPath is used when the process has no PATH of its own (runc's).
@@ -53,6 +56,11 @@ func shimExec(specPipe *os.File) error {
 	if p.OOMScoreAdj != nil {
 		if err := os.WriteFile("/proc/self/oom_score_adj", []byte(strconv.Itoa(*p.OOMScoreAdj)), 0); err != nil {
 			return fmt.Errorf("setting oom_score_adj to %d: %w", *p.OOMScoreAdj, err)
+		}
+	}
+	if req.CgroupNS {
+		if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
+			return fmt.Errorf("cgroup namespace: %w", err)
 		}
 	}
 	// Capabilities are read from /proc, which the new root may not have.

@@ -8,6 +8,7 @@ import "C"
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"unsafe"
 )
@@ -115,8 +116,50 @@ type DomainConfig struct {
 	TargetMemKiB uint64
 	VCPUs        int // 0: 1
 	TSCMode      TSCMode
-	Disks        []Disk
-	NICs         []NIC
+	// Sched is the domain's share of CPU time (zero fields: the
+	// scheduler's defaults).
+	Sched Sched
+	// CPUAffinity lists the physical CPUs the domain's vCPUs may run on
+	// (hard affinity); nil means all.
+	CPUAffinity []int
+	Disks       []Disk
+	NICs        []NIC
+}
+
+// Sched holds the credit/credit2 scheduler parameters vxn sets.
+type Sched struct {
+	// Weight is the relative share of CPU time (default 256, 1..65535).
+	Weight int
+	// Cap is the most CPU time the domain gets, in percent of one
+	// physical CPU (100 = one CPU); 0 is no cap.
+	Cap int
+}
+
+// Bounds of the scheduler parameters and CPU numbers.
+const (
+	maxWeight = 65535
+	maxCPU    = 4095
+)
+
+func (s Sched) validate() error {
+	if s.Weight < 0 || s.Weight > maxWeight {
+		return fmt.Errorf("scheduler weight %d out of range 1..%d", s.Weight, maxWeight)
+	}
+	if s.Cap < 0 || s.Cap > 100*maxVCPUs {
+		return fmt.Errorf("scheduler cap %d%% out of range 0..%d", s.Cap, 100*maxVCPUs)
+	}
+	return nil
+}
+
+// fill sets the fields of an initialised libxl_domain_sched_params that s
+// sets; the others keep libxl's "default" values.
+func (s Sched) fill(c *C.libxl_domain_sched_params) {
+	if s.Weight > 0 {
+		c.weight = C.int(s.Weight)
+	}
+	if s.Cap > 0 {
+		c.cap = C.int(s.Cap)
+	}
 }
 
 const maxVCPUs = 512
@@ -150,6 +193,14 @@ func (cfg *DomainConfig) validate() error {
 	}
 	if err := noNUL(cfg.Name, cfg.Kernel, cfg.Ramdisk, cfg.Cmdline); err != nil {
 		errs = append(errs, err)
+	}
+	if err := cfg.Sched.validate(); err != nil {
+		errs = append(errs, err)
+	}
+	for _, c := range cfg.CPUAffinity {
+		if c < 0 || c > maxCPU {
+			bad("cpu affinity: CPU %d out of range 0..%d", c, maxCPU)
+		}
 	}
 	for i, d := range cfg.Disks {
 		if err := d.validate(); err != nil {
@@ -234,6 +285,16 @@ func (cfg *DomainConfig) toC() (*C.libxl_domain_config, error) {
 	bi.ramdisk = cstr(cfg.Ramdisk)
 	bi.cmdline = cstr(cfg.Cmdline)
 	bi.tsc_mode = C.libxl_tsc_mode(cfg.TSCMode)
+	cfg.Sched.fill(&bi.sched_params)
+	if len(cfg.CPUAffinity) > 0 {
+		if rc := C.vxn_bitmap_fill(&bi.cpumap, C.int(slices.Max(cfg.CPUAffinity)+1), 0); rc != 0 {
+			return nil, check("bitmap_alloc", NoDomid, rc)
+		}
+		bits := unsafe.Slice(bi.cpumap._map, bi.cpumap.size)
+		for _, c := range cfg.CPUAffinity {
+			bits[c/8] |= 1 << (c % 8)
+		}
+	}
 
 	if n := len(cfg.Disks); n > 0 {
 		if rc := C.vxn_config_alloc_disks(dc, C.int(n)); rc != 0 {

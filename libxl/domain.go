@@ -230,3 +230,29 @@ func (c *Context) NICAdd(domid uint32, n NIC) (int, error) {
 	}
 	return int(nic.devid), nil
 }
+
+// SetSched changes a running domain's scheduler parameters (the fields of
+// s that are set).
+func (c *Context) SetSched(domid uint32, s Sched) error {
+	if err := s.validate(); err != nil {
+		return fmt.Errorf("libxl: %w", err)
+	}
+	var p C.libxl_domain_sched_params
+	C.libxl_domain_sched_params_init(&p)
+	defer C.libxl_domain_sched_params_dispose(&p)
+	s.fill(&p)
+	return c.do(func(ctx *C.libxl_ctx) error {
+		return check("domain_sched_params_set", domid, C.libxl_domain_sched_params_set(ctx, C.uint32_t(domid), &p))
+	})
+}
+
+// SetMemoryTarget sets how much memory the domain's balloon driver should
+// leave it, in KiB, up to its maximum.
+func (c *Context) SetMemoryTarget(domid uint32, kib uint64) error {
+	if kib == 0 || kib > 1<<40 {
+		return fmt.Errorf("libxl: memory target %d KiB out of range", kib)
+	}
+	return c.do(func(ctx *C.libxl_ctx) error {
+		return check("set_memory_target", domid, C.libxl_set_memory_target(ctx, C.uint32_t(domid), C.int64_t(kib), 0, 1))
+	})
+}

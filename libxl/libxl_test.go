@@ -23,6 +23,8 @@ func sampleConfig() *DomainConfig {
 		TargetMemKiB: 128 << 10,
 		VCPUs:        3,
 		TSCMode:      TSCNative,
+		Sched:        Sched{Weight: 512, Cap: 150},
+		CPUAffinity:  []int{1, 9},
 		Disks: []Disk{
 			{Path: "/var/lib/vxn/rootfs.img", Vdev: "xvda"},
 			{Path: "/dev/vg/data", Vdev: "xvdb", ReadOnly: true, Script: "/usr/bin/vxn"},
@@ -48,6 +50,11 @@ type libxlJSON struct {
 		Kernel      string `json:"kernel"`
 		Cmdline     string `json:"cmdline"`
 		Ramdisk     string `json:"ramdisk"`
+		CPUMap      []int  `json:"cpumap"`
+		Sched       struct {
+			Weight int `json:"weight"`
+			Cap    int `json:"cap"`
+		} `json:"sched_params"`
 		// the build_info union is keyed by type
 		PV  *struct{} `json:"type.pv"`
 		PVH *struct{} `json:"type.pvh"`
@@ -96,6 +103,9 @@ func TestConfigToLibxl(t *testing.T) {
 		bi.TSCMode != "native" || bi.MaxMemKB != 256<<10 || bi.TargetMemKB != 128<<10 ||
 		bi.Kernel != "/boot/vmlinuz" || bi.Ramdisk != "/boot/initrd.img" || bi.Cmdline != "console=hvc0 quiet" {
 		t.Errorf("b_info = %+v", bi)
+	}
+	if fmt.Sprint(bi.CPUMap) != "[1 9]" || bi.Sched.Weight != 512 || bi.Sched.Cap != 150 {
+		t.Errorf("cpumap %v, sched_params %+v", bi.CPUMap, bi.Sched)
 	}
 	if len(got.Disks) != 2 {
 		t.Fatalf("disks = %+v", got.Disks)
@@ -146,6 +156,9 @@ func TestConfigValidation(t *testing.T) {
 		"NUL":          func(c *DomainConfig) { c.Cmdline = "a\x00b" },
 		"NUL in nic":   func(c *DomainConfig) { c.NICs[0].Bridge = "a\x00b" },
 		"nic mtu":      func(c *DomainConfig) { c.NICs[0].MTU = 65536 },
+		"weight":       func(c *DomainConfig) { c.Sched.Weight = 70000 },
+		"cap":          func(c *DomainConfig) { c.Sched.Cap = -1 },
+		"cpu":          func(c *DomainConfig) { c.CPUAffinity = []int{-1} },
 	} {
 		cfg := sampleConfig()
 		mod(cfg)

@@ -48,6 +48,17 @@ type NICBackend struct {
 	Netns string
 }
 
+// CPU is a guest's share of the host's physical CPUs.
+type CPU struct {
+	// Weight is its relative share (the scheduler's default when 0).
+	Weight int
+	// CapPercent is the most CPU time it gets, in percent of one
+	// physical CPU; 0 is no cap.
+	CapPercent int
+	// Affinity lists the physical CPUs it may run on; nil means all.
+	Affinity []int
+}
+
 // DomainSpec describes a guest to create.
 type DomainSpec struct {
 	Name      string // unique; "vxn-<container id>"
@@ -57,6 +68,7 @@ type DomainSpec struct {
 	Cmdline   string
 	MemoryMiB uint64
 	VCPUs     int
+	CPU       CPU
 	Disks     []Disk
 	// ConsoleLog receives the guest's console (kernel log) for diagnostics.
 	ConsoleLog string

@@ -50,6 +50,11 @@ type Guest struct {
 	MemoryMiB   uint64
 	VCPUs       int
 	BootTimeout time.Duration
+	// OverheadMiB is what the guest's kernel and init need besides the
+	// container: added to a container's memory limit to size its guest.
+	OverheadMiB uint64
+	// CPU is the guest's share of the host's CPUs.
+	CPU hypervisor.CPU
 }
 
 // Options configure a Runtime.
@@ -202,7 +207,7 @@ func (r *Runtime) monitorConfig(dir *state.Dir, b *bundle.Bundle, consoleSocket 
 			return nil, err
 		}
 	}
-	g, err := guestFor(r.opts.Guest, b.Spec.Annotations)
+	g, err := guestFor(r.opts.Guest, b.Spec)
 	if err != nil {
 		return nil, err
 	}
@@ -215,7 +220,7 @@ func (r *Runtime) monitorConfig(dir *state.Dir, b *bundle.Bundle, consoleSocket 
 		Spec: b.Spec,
 		Domain: hypervisor.DomainSpec{
 			Name: domainName(dir.ID), Type: g.Type, Kernel: g.Kernel, Ramdisk: g.Initramfs,
-			Cmdline: g.Cmdline, MemoryMiB: g.MemoryMiB, VCPUs: g.VCPUs,
+			Cmdline: g.Cmdline, MemoryMiB: g.MemoryMiB, VCPUs: g.VCPUs, CPU: g.CPU,
 			Disks: []hypervisor.Disk{{
 				Path: dir.File(state.RootfsImage), Vdev: "xvda",
 				ReadOnly: b.Spec.Root != nil && b.Spec.Root.Readonly,
@@ -249,9 +254,14 @@ const (
 	AnnotationType      = "org.vxn.guest-type"
 )
 
-// guestFor applies a container's annotations to the guest defaults and
-// checks the result.
-func guestFor(g Guest, ann map[string]string) (Guest, error) {
+// guestFor sizes a container's guest: the defaults, then its
+// linux.resources, then its annotations, which name the guest explicitly.
+func guestFor(g Guest, spec *specs.Spec) (Guest, error) {
+	g, err := sizeForResources(g, spec)
+	if err != nil {
+		return g, err
+	}
+	ann := spec.Annotations
 	if v := ann[AnnotationKernel]; v != "" {
 		g.Kernel = v
 	}

@@ -364,3 +364,56 @@ func TestExec(t *testing.T) {
 	c.MustRun(t, "delete", "--force", "exec1")
 	assertClean(t, c, "exec1")
 }
+
+// TestResources: linux.resources size the domain (memory = limit + the
+// guest's overhead, credit2 cap and weight, vCPUs) and the container's
+// cgroup in the guest shows the same limits at /sys/fs/cgroup.
+func TestResources(t *testing.T) {
+	c := cli(t)
+	b, spec := testutil.Bundle(t, "sleep", "600")
+	limit, quota, period, shares, pids := int64(96<<20), int64(150000), uint64(100000), uint64(2048), int64(99)
+	spec.Linux.Resources = &specs.LinuxResources{
+		Memory: &specs.LinuxMemory{Limit: &limit},
+		CPU:    &specs.LinuxCPU{Quota: &quota, Period: &period, Shares: &shares},
+		Pids:   &specs.LinuxPids{Limit: &pids},
+	}
+	spec.Mounts = append(spec.Mounts, specs.Mount{Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup", Options: []string{"ro", "nosuid"}})
+	testutil.WriteSpec(t, b, spec)
+	c.MustRun(t, "create", "--bundle", b, "res1")
+	defer c.Run(t, nil, "delete", "--force", "res1")
+	c.MustRun(t, "start", "res1")
+	c.WaitStatus(t, "res1", specs.StateRunning, time.Minute)
+	r := c.Run(t, nil, "exec", "res1", "sh", "-c",
+		"cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/cpu.max /sys/fs/cgroup/pids.max /proc/self/cgroup; grep -c ^processor /proc/cpuinfo")
+	want := "100663296\n150000 100000\n99\n0::/\n2\n"
+	if r.Code != 0 || r.Stdout != want {
+		t.Fatalf("in the guest: %v, want stdout %q", r, want)
+	}
+	out, err := exec.Command("xl", "list", "-l", "vxn-res1").Output()
+	if err != nil {
+		t.Fatalf("xl list -l: %v", err)
+	}
+	var doms []struct {
+		Config struct {
+			BInfo struct {
+				MaxMemKB uint64 `json:"max_memkb"`
+				MaxVCPUs int    `json:"max_vcpus"`
+				Sched    struct {
+					Weight int `json:"weight"`
+					Cap    int `json:"cap"`
+				} `json:"sched_params"`
+			} `json:"b_info"`
+		} `json:"config"`
+	}
+	if err := json.Unmarshal(out, &doms); err != nil || len(doms) != 1 {
+		t.Fatalf("xl list -l: %v\n%s", err, out)
+	}
+	bi := doms[0].Config.BInfo
+	// 96 MiB limit + 64 MiB default overhead; 1.5 CPUs: 2 vCPUs capped at
+	// 150%; shares 2048: weight 512.
+	if bi.MaxMemKB != 160<<10 || bi.MaxVCPUs != 2 || bi.Sched.Cap != 150 || bi.Sched.Weight != 512 {
+		t.Errorf("domain: %+v", bi)
+	}
+	c.MustRun(t, "delete", "--force", "res1")
+	assertClean(t, c, "res1")
+}

@@ -101,13 +101,15 @@ func (h *Hypervisor) Close() error {
 // domainConfig turns a DomainSpec into libxl's terms.
 func domainConfig(spec hypervisor.DomainSpec) (*libxl.DomainConfig, error) {
 	cfg := &libxl.DomainConfig{
-		Name:      spec.Name,
-		UUID:      libxl.NewUUID(),
-		Kernel:    spec.Kernel,
-		Ramdisk:   spec.Ramdisk,
-		Cmdline:   spec.Cmdline,
-		MaxMemKiB: spec.MemoryMiB << 10,
-		VCPUs:     spec.VCPUs,
+		Name:        spec.Name,
+		UUID:        libxl.NewUUID(),
+		Kernel:      spec.Kernel,
+		Ramdisk:     spec.Ramdisk,
+		Cmdline:     spec.Cmdline,
+		MaxMemKiB:   spec.MemoryMiB << 10,
+		VCPUs:       spec.VCPUs,
+		Sched:       libxl.Sched{Weight: spec.CPU.Weight, Cap: spec.CPU.CapPercent},
+		CPUAffinity: spec.CPU.Affinity,
 	}
 	switch spec.Type {
 	case hypervisor.GuestPV, "":
