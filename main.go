@@ -73,7 +73,7 @@ func newApp() *cli.App {
 		Before: setupLogging,
 		Commands: []*cli.Command{
 			createCommand, startCommand, runCommand, stateCommand, killCommand, deleteCommand,
-			listCommand, psCommand, execCommand, checkCommand, pauseCommand, resumeCommand, specCommand, featuresCommand, monitorCommand,
+			listCommand, psCommand, execCommand, checkCommand, pauseCommand, resumeCommand, updateCommand, specCommand, featuresCommand, monitorCommand,
 		},
 		// Errors are reported once, by main.
 		ExitErrHandler: func(*cli.Context, error) {},

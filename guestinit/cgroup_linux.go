@@ -40,35 +40,44 @@ func setupCgroup(res *specs.LinuxResources) (*os.File, error) {
 	if err := os.Mkdir(containerCgroup, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
 		return nil, err
 	}
-	for file, value := range cgroupLimits(res) {
-		if err := os.WriteFile(filepath.Join(containerCgroup, file), []byte(value), 0); err != nil {
-			return nil, fmt.Errorf("cgroup limit %s = %s: %w", file, value, err)
-		}
+	if err := applyCgroupLimits(containerCgroup, res); err != nil {
+		return nil, err
 	}
 	return os.OpenFile(containerCgroup, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 }
 
-// cgroupLimits maps linux.resources to cgroup v2 files, as runc does.
+// applyCgroupLimits writes the limits of res into the cgroup directory dir.
+func applyCgroupLimits(dir string, res *specs.LinuxResources) error {
+	for file, value := range cgroupLimits(res) {
+		if err := os.WriteFile(filepath.Join(dir, file), []byte(value), 0); err != nil {
+			return fmt.Errorf("cgroup limit %s = %s: %w", file, value, err)
+		}
+	}
+	return nil
+}
+
+// cgroupLimits maps linux.resources to cgroup v2 files, as runc does;
+// -1 is no limit ("max"), 0 is unset.
 func cgroupLimits(res *specs.LinuxResources) map[string]string {
 	out := map[string]string{}
 	if res == nil {
 		return out
 	}
 	if m := res.Memory; m != nil {
-		if m.Limit != nil && *m.Limit > 0 {
-			out["memory.max"] = strconv.FormatInt(*m.Limit, 10)
+		if m.Limit != nil && *m.Limit != 0 {
+			out["memory.max"] = limit(*m.Limit)
 		}
 		if m.Reservation != nil && *m.Reservation > 0 {
 			out["memory.low"] = strconv.FormatInt(*m.Reservation, 10)
 		}
 	}
 	if c := res.CPU; c != nil {
-		if c.Quota != nil && *c.Quota > 0 {
+		if c.Quota != nil && *c.Quota != 0 {
 			period := uint64(100000)
 			if c.Period != nil && *c.Period > 0 {
 				period = *c.Period
 			}
-			out["cpu.max"] = fmt.Sprintf("%d %d", *c.Quota, period)
+			out["cpu.max"] = fmt.Sprintf("%s %d", limit(*c.Quota), period)
 		}
 		if c.Shares != nil && *c.Shares > 0 {
 			// runc's conversion of cgroup v1 shares to a v2 weight.
@@ -76,8 +85,15 @@ func cgroupLimits(res *specs.LinuxResources) map[string]string {
 			out["cpu.weight"] = strconv.FormatUint(1+((s-2)*9999)/262142, 10)
 		}
 	}
-	if p := res.Pids; p != nil && p.Limit != nil && *p.Limit > 0 {
-		out["pids.max"] = strconv.FormatInt(*p.Limit, 10)
+	if p := res.Pids; p != nil && p.Limit != nil && *p.Limit != 0 {
+		out["pids.max"] = limit(*p.Limit)
 	}
 	return out
+}
+
+func limit(v int64) string {
+	if v < 0 {
+		return "max"
+	}
+	return strconv.FormatInt(v, 10)
 }

@@ -19,7 +19,11 @@ func TestCgroupLimits(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("got %v, want %v", got, want)
 	}
-	if len(cgroupLimits(nil)) != 0 || len(cgroupLimits(&specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: i64(-1)}})) != 0 {
+	if len(cgroupLimits(nil)) != 0 || len(cgroupLimits(&specs.LinuxResources{})) != 0 {
 		t.Error("limits without resources")
+	}
+	got = cgroupLimits(&specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: i64(-1)}, CPU: &specs.LinuxCPU{Quota: i64(-1), Period: u64(50000)}})
+	if want := map[string]string{"memory.max": "max", "cpu.max": "max 50000"}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("unlimited: got %v, want %v", got, want)
 	}
 }

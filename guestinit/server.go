@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"io"
 	"os"
 	"os/signal"
@@ -136,8 +137,29 @@ func (s *server) handle(f agent.Frame) error {
 		return nil
 	case agent.TypePsRequest:
 		return s.conn.SendJSON(agent.TypePsReply, f.Session, agent.PsReply{Processes: listProcesses()})
+	case agent.TypeUpdate:
+		var reply agent.Error
+		if err := s.update(f.Payload); err != nil {
+			reply.Message = err.Error()
+		}
+		return s.conn.SendJSON(agent.TypeUpdated, f.Session, reply)
 	}
 	return fmt.Errorf("unexpected %s message", f.Type)
+}
+
+// update applies new limits (`vxn update`) to the container's cgroup.
+func (s *server) update(p []byte) error {
+	var res specs.LinuxResources
+	if err := agent.Unmarshal(p, &res); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	cgroup := s.cgroup
+	s.mu.Unlock()
+	if cgroup == nil {
+		return errors.New("the container has no cgroup of its own here (host mode, or not set up yet)")
+	}
+	return applyCgroupLimits(fdPath(cgroup), &res)
 }
 
 func (s *server) configure(p []byte) error {

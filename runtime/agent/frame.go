@@ -65,6 +65,8 @@ const (
 	TypeShutdown                    // M>G: empty; stop everything and power off
 	TypeNetwork                     // M>G: Network JSON (session 0); take these interfaces
 	TypeNetworkDone                 // G>M: Error JSON, empty message if the network is set up
+	TypeUpdate                      // M>G: LinuxResources JSON; new limits for the container
+	TypeUpdated                     // G>M: Error JSON; empty message: the limits are applied
 	typeEnd                         // first invalid type
 )
 
@@ -75,6 +77,7 @@ var typeNames = map[Type]string{
 	TypeStarted: "started", TypeExit: "exit", TypeError: "error", TypeExec: "exec",
 	TypePsRequest: "ps-request", TypePsReply: "ps-reply", TypeShutdown: "shutdown",
 	TypeNetwork: "network", TypeNetworkDone: "network-done",
+	TypeUpdate: "update", TypeUpdated: "updated",
 }
 
 func (t Type) String() string {

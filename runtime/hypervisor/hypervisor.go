@@ -59,6 +59,12 @@ type CPU struct {
 	Affinity []int
 }
 
+// Resources are what `update` changes of a running guest.
+type Resources struct {
+	MemoryMiB uint64
+	CPU       CPU // Affinity is not changed
+}
+
 // DomainSpec describes a guest to create.
 type DomainSpec struct {
 	Name      string // unique; "vxn-<container id>"
@@ -138,6 +144,10 @@ type Domain interface {
 	// AddNIC gives the running guest a network interface and returns its
 	// host side. It goes away with the guest.
 	AddNIC(ctx context.Context, nic NIC) (NICBackend, error)
+	// SetResources changes a running guest's memory target (at most what
+	// it was created with) and its CPU weight and cap. Zero fields are
+	// left as they are.
+	SetResources(ctx context.Context, r Resources) error
 	// Destroy stops the guest at once and frees it. Destroying a guest that
 	// is already gone is not an error.
 	Destroy(ctx context.Context) error

@@ -21,6 +21,8 @@ const (
 	OpPs     = "ps"
 	// OpNetwork gives the guest the container's network (AttachNetwork).
 	OpNetwork = "network"
+	// OpUpdate gives the container's cgroup in the guest new limits.
+	OpUpdate = "update"
 	// OpExec starts another process in the container. The connection
 	// stays open: after the first answer the client sends the process's
 	// stdin, stdout and stderr as SCM_RIGHTS in a one-byte message; the
@@ -40,6 +42,8 @@ type Request struct {
 	Process *specs.Process `json:"process,omitempty"` // OpExec
 	Rows    uint16         `json:"rows,omitempty"`    // OpResize
 	Cols    uint16         `json:"cols,omitempty"`
+	// Resources are the container's new limits (OpUpdate).
+	Resources *specs.LinuxResources `json:"resources,omitempty"`
 }
 
 // Response answers a Request. Status is the container's status after it.

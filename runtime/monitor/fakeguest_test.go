@@ -157,6 +157,12 @@ func (d *fakeDomain) AddNIC(_ context.Context, nic hypervisor.NIC) (hypervisor.N
 	return hypervisor.NICBackend{}, fmt.Errorf("fake: no NIC for %s: %w", nic.MAC, hypervisor.ErrUnsupported)
 }
 
+// SetResources is not used by the monitor (`update` calls the hypervisor
+// itself).
+func (d *fakeDomain) SetResources(context.Context, hypervisor.Resources) error {
+	return hypervisor.ErrUnsupported
+}
+
 func (d *fakeDomain) Destroy(context.Context) error {
 	d.destroys.Add(1)
 	d.g.c.Close()

@@ -89,6 +89,7 @@ type Monitor struct {
 	init    *session   // session 0: the container's process
 	readyCh chan error // the guest's answer to the config
 	psCh    chan agent.PsReply
+	updCh   chan agent.Error
 	failCh  chan error // protocol violation or lost connection
 
 	configured  atomic.Bool // the guest answered the config
@@ -122,6 +123,7 @@ func New(cfg Config, hv hypervisor.Hypervisor, stdio Stdio, log logrus.FieldLogg
 		domDead: make(chan hypervisor.ShutdownReason, 1),
 		readyCh: make(chan error, 1),
 		psCh:    make(chan agent.PsReply, 1),
+		updCh:   make(chan agent.Error, 1),
 		failCh:  make(chan error, 1),
 		netCh:   make(chan agent.Error, 1),
 		done:    make(chan struct{}),
@@ -484,6 +486,27 @@ func (m *Monitor) Ps(ctx context.Context) ([]agent.PsEntry, error) {
 	}
 }
 
+// Update gives the container's cgroup in the guest the limits of res.
+func (m *Monitor) Update(ctx context.Context, res *specs.LinuxResources) error {
+	if res == nil {
+		return errors.New("no resources to update")
+	}
+	if err := m.conn.SendJSON(agent.TypeUpdate, 0, res); err != nil {
+		return err
+	}
+	select {
+	case r := <-m.updCh:
+		if r.Message != "" {
+			return fmt.Errorf("the guest refused the new limits: %s", r.Message)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("the guest did not apply the new limits: %w", ctx.Err())
+	case <-m.done:
+		return errors.New("container is not running")
+	}
+}
+
 // readAgent decodes every frame from the guest. Any frame that breaks the
 // protocol ends the container: the guest is not trusted.
 func (m *Monitor) readAgent() {
@@ -587,6 +610,12 @@ func (m *Monitor) handleFrame(f agent.Frame) error {
 			return err
 		}
 		offer(m.psCh, r)
+	case agent.TypeUpdated:
+		r, err := agent.DecodeError(f.Payload)
+		if err != nil {
+			return err
+		}
+		offer(m.updCh, r)
 	default:
 		return fmt.Errorf("unexpected %s frame", f.Type)
 	}
@@ -688,6 +717,8 @@ func (m *Monitor) serveControl(c net.Conn) {
 		resp.Processes, err = m.Ps(ctx)
 	case OpNetwork:
 		err = m.AttachNetwork(ctx)
+	case OpUpdate:
+		err = m.Update(ctx, req.Resources)
 	default:
 		err = fmt.Errorf("unknown request %q", req.Op)
 	}

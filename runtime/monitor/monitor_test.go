@@ -543,6 +543,37 @@ func TestMonitorStartRefusedByGuest(t *testing.T) {
 	}
 }
 
+// TestMonitorUpdate: OpUpdate sends the limits to the guest and reports its
+// refusal.
+func TestMonitorUpdate(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.boot()
+	h.start()
+	h.serve()
+	limit := int64(64 << 20)
+	res := &specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: &limit}}
+	r := h.callAsync(monitor.Request{Op: monitor.OpUpdate, Resources: res})
+	f := h.g.mustTake(t, agent.TypeUpdate, 0)
+	var got specs.LinuxResources
+	if err := agent.Unmarshal(f.Payload, &got); err != nil || got.Memory == nil || *got.Memory.Limit != limit {
+		t.Fatalf("guest got %s (%v)", f.Payload, err)
+	}
+	h.g.mustSendJSON(t, agent.TypeUpdated, 0, agent.Error{})
+	if a := await(t, r, "update"); a.err != nil {
+		t.Fatalf("update: %v", a.err)
+	}
+	r = h.callAsync(monitor.Request{Op: monitor.OpUpdate, Resources: res})
+	h.g.mustTake(t, agent.TypeUpdate, 0)
+	h.g.mustSendJSON(t, agent.TypeUpdated, 0, agent.Error{Message: "memory.max: device busy"})
+	if a := await(t, r, "update"); !errContains(a.err, "refused the new limits: memory.max: device busy") {
+		t.Fatalf("refused update: %v", a.err)
+	}
+	if _, err := h.call(monitor.Request{Op: monitor.OpUpdate}); !errContains(err, "no resources") {
+		t.Fatalf("update without resources: %v", err)
+	}
+}
+
 // TestMonitorPsWhenStopped: ps of a stopped container fails at once.
 func TestMonitorPsWhenStopped(t *testing.T) {
 	t.Parallel()

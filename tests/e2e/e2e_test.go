@@ -414,6 +414,22 @@ func TestResources(t *testing.T) {
 	if bi.MaxMemKB != 160<<10 || bi.MaxVCPUs != 2 || bi.Sched.Cap != 150 || bi.Sched.Weight != 512 {
 		t.Errorf("domain: %+v", bi)
 	}
+
+	// update: smaller limits reach the guest's cgroup and the domain.
+	c.MustRun(t, "update", "--memory", "32m", "--cpu-quota", "50000", "--pids-limit", "-1", "res1")
+	r = c.Run(t, nil, "exec", "res1", "cat", "/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/cpu.max", "/sys/fs/cgroup/pids.max")
+	if want := "33554432\n50000 100000\nmax\n"; r.Code != 0 || r.Stdout != want {
+		t.Errorf("after update, in the guest: %v, want stdout %q", r, want)
+	}
+	out, _ = exec.Command("xl", "sched-credit2", "-d", "vxn-res1").CombinedOutput()
+	if f := strings.Fields(string(out)); len(f) < 2 || f[len(f)-1] != "50" {
+		t.Errorf("credit2 cap after update (want 50):\n%s", out)
+	}
+	out, _ = exec.Command("xl", "list", "vxn-res1").CombinedOutput()
+	t.Logf("after update:\n%s", out)
+	if r := c.Run(t, nil, "update", "--memory", "1g", "res1"); r.Code == 0 || !strings.Contains(r.Stderr, "booted with 160 MiB") {
+		t.Errorf("update beyond the boot size: %v", r)
+	}
 	c.MustRun(t, "delete", "--force", "res1")
 	assertClean(t, c, "res1")
 }

@@ -53,6 +53,9 @@ type record struct {
 	Start  uint64 `json:"start"`
 	Socket string `json:"socket"`
 	Paused bool   `json:"paused"`
+	// Set by SetResources: what a real hypervisor would enforce.
+	MemoryMiB uint64         `json:"memoryMiB,omitempty"`
+	CPU       hypervisor.CPU `json:"cpu"`
 }
 
 // Domain is one fake guest.
@@ -120,7 +123,7 @@ func (h *Hypervisor) Create(ctx context.Context, spec hypervisor.DomainSpec) (hy
 		_ = cmd.Process.Kill()
 		return nil, fmt.Errorf("fake hypervisor: guestinit exited at once (see %s)", spec.ConsoleLog)
 	}
-	d.rec = record{Pid: hostPid, Start: st, Socket: sock}
+	d.rec = record{Pid: hostPid, Start: st, Socket: sock, MemoryMiB: spec.MemoryMiB, CPU: spec.CPU}
 	if err := h.save(d.name, d.rec); err != nil {
 		_ = cmd.Process.Kill()
 		return nil, err
@@ -265,7 +268,25 @@ func (d *Domain) Info(context.Context) (hypervisor.DomainInfo, error) {
 	if d.rec.Paused {
 		st = hypervisor.StatePaused
 	}
-	return hypervisor.DomainInfo{ID: uint32(d.rec.Pid), Name: d.name, State: st, VCPUs: 1}, nil
+	return hypervisor.DomainInfo{ID: uint32(d.rec.Pid), Name: d.name, State: st, VCPUs: 1, MemoryKiB: d.rec.MemoryMiB << 10}, nil
+}
+
+// SetResources records r: a fake guest has no memory or CPU of its own to
+// limit, but Info reports the memory, as Xen does.
+func (d *Domain) SetResources(ctx context.Context, r hypervisor.Resources) error {
+	if _, err := d.Info(ctx); err != nil {
+		return err
+	}
+	if r.MemoryMiB > 0 {
+		d.rec.MemoryMiB = r.MemoryMiB
+	}
+	if r.CPU.Weight > 0 {
+		d.rec.CPU.Weight = r.CPU.Weight
+	}
+	if r.CPU.CapPercent > 0 {
+		d.rec.CPU.CapPercent = r.CPU.CapPercent
+	}
+	return d.hv.save(d.name, d.rec)
 }
 
 // AddNIC gives the guest a veth pair, as Xen gives a guest a NIC whose

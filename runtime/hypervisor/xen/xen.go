@@ -342,6 +342,23 @@ func (d *domain) Info(context.Context) (hypervisor.DomainInfo, error) {
 	}, nil
 }
 
+func (d *domain) SetResources(_ context.Context, r hypervisor.Resources) error {
+	if _, err := d.info(); err != nil {
+		return d.errorf("set resources", err)
+	}
+	if r.MemoryMiB > 0 {
+		if err := d.h.xl.SetMemoryTarget(d.domid, r.MemoryMiB<<10); err != nil {
+			return d.errorf("set memory", err)
+		}
+	}
+	if r.CPU.Weight > 0 || r.CPU.CapPercent > 0 {
+		if err := d.h.xl.SetSched(d.domid, libxl.Sched{Weight: r.CPU.Weight, Cap: r.CPU.CapPercent}); err != nil {
+			return d.errorf("set scheduler parameters", err)
+		}
+	}
+	return nil
+}
+
 func domainState(info libxl.DomainInfo) hypervisor.DomainState {
 	switch {
 	case info.Dying:
