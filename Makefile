@@ -2,7 +2,8 @@
 #
 #   make            build out/vxn, out/guestinit and the guest initramfs
 #   make test       every test: vet, unit tests (-race), bounded fuzzing,
-#                   then the e2e suite on real Xen inside QEMU
+#                   then the e2e suite and the OCI conformance suite (vxn
+#                   against runc) on real Xen inside QEMU
 #   make unit       only the tests that need no Xen
 #   make e2e        only the e2e suite (boots Xen 4.17 in QEMU)
 #   make demo       run a busybox container on real Xen (in QEMU here)
@@ -38,7 +39,7 @@ guest: $(OUT)/initramfs.img
 $(OUT)/initramfs.img: $(OUT)/guestinit
 	$(GO) run ./guestinit/mkinitramfs -init $(OUT)/guestinit -o $@
 
-test: unit e2e
+test: unit e2e conformance
 
 unit: $(OUT)/guestinit
 	test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
@@ -71,10 +72,12 @@ clean:
 # A DomU boot takes ~15s under QEMU's emulation and linux_cgroups_network
 # alone makes 32 containers: hence the longer per-program deadline here.
 CONFORMANCE_TIMEOUT ?= 600s
+# The whole run (vxn and runc) must fit CI's budget with the other suites.
+CONFORMANCE_VM_TIMEOUT ?= 70m
 .PHONY: conformance
 conformance: build guest
 	cd tests/conformance && $(GO) build -o $(abspath $(OUT))/conformance ./cmd/conformance
 	$(OUT)/conformance -build-only -suite $(abspath $(OUT))/conformance-suite
-	$(GO) run ./tests/xenvm -timeout 180m -results $(OUT)/conformance-results -- $(abspath $(OUT))/conformance \
+	$(GO) run ./tests/xenvm -timeout $(CONFORMANCE_VM_TIMEOUT) -results $(OUT)/conformance-results -- $(abspath $(OUT))/conformance \
 		-suite $(abspath $(OUT))/conformance-suite -results $(abspath $(OUT))/conformance-results \
 		-vxn $(abspath $(OUT)/vxn) -initramfs $(abspath $(OUT)/initramfs.img) -timeout $(CONFORMANCE_TIMEOUT) $(CONFORMANCE_FLAGS)
