@@ -646,20 +646,30 @@ func (r *Runtime) Pause(id string) error  { return r.setPaused(id, monitor.OpPau
 func (r *Runtime) Resume(id string) error { return r.setPaused(id, monitor.OpResume) }
 
 func (r *Runtime) setPaused(id, op string) error {
-	dir, c, err := r.open(id)
-	if err != nil {
-		return err
-	}
-	unlock, err := dir.Lock()
+	dir, unlock, err := r.lockLive(id)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	if r.status(dir, c) == specs.StateStopped {
-		return fmt.Errorf("%w: %s", ErrNotRunning, id)
-	}
 	_, err = monitor.Call(dir.File(state.SocketFile), monitor.Request{Op: op}, time.Minute)
 	return err
+}
+
+// lockLive opens and locks a container that is not stopped.
+func (r *Runtime) lockLive(id string) (*state.Dir, func(), error) {
+	dir, c, err := r.open(id)
+	if err != nil {
+		return nil, nil, err
+	}
+	unlock, err := dir.Lock()
+	if err != nil {
+		return nil, nil, err
+	}
+	if r.status(dir, c) == specs.StateStopped {
+		unlock()
+		return nil, nil, fmt.Errorf("%w: %s", ErrNotRunning, id)
+	}
+	return dir, unlock, nil
 }
 
 // Delete removes a stopped container; with force, it kills it first.

@@ -23,27 +23,17 @@ func (r *Runtime) Update(ctx context.Context, id string, upd *specs.LinuxResourc
 	if upd == nil {
 		return errors.New("update: no resources given")
 	}
-	dir, c, err := r.open(id)
-	if err != nil {
-		return err
-	}
-	unlock, err := dir.Lock()
+	dir, unlock, err := r.lockLive(id)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	if r.status(dir, c) == specs.StateStopped {
-		return fmt.Errorf("%w: %s", ErrNotRunning, id)
-	}
 	cfg, err := loadMonitorConfig(dir)
 	if err != nil {
 		return err
 	}
 	spec := *cfg.Spec
-	linux := specs.Linux{}
-	if spec.Linux != nil {
-		linux = *spec.Linux
-	}
+	linux := valueOf(spec.Linux)
 	linux.Resources = mergeResources(linux.Resources, upd)
 	spec.Linux = &linux
 	g, err := guestFor(r.opts.Guest, &spec)
@@ -89,25 +79,16 @@ func (r *Runtime) Update(ctx context.Context, id string, upd *specs.LinuxResourc
 
 // mergeResources returns cur with the fields that upd sets replaced.
 func mergeResources(cur, upd *specs.LinuxResources) *specs.LinuxResources {
-	out := specs.LinuxResources{}
-	if cur != nil {
-		out = *cur
-	}
+	out := valueOf(cur)
 	if u := upd.Memory; u != nil {
-		m := specs.LinuxMemory{}
-		if out.Memory != nil {
-			m = *out.Memory
-		}
+		m := valueOf(out.Memory)
 		m.Limit = pick(u.Limit, m.Limit)
 		m.Reservation = pick(u.Reservation, m.Reservation)
 		m.Swap = pick(u.Swap, m.Swap)
 		out.Memory = &m
 	}
 	if u := upd.CPU; u != nil {
-		c := specs.LinuxCPU{}
-		if out.CPU != nil {
-			c = *out.CPU
-		}
+		c := valueOf(out.CPU)
 		c.Shares = pick(u.Shares, c.Shares)
 		c.Quota = pick(u.Quota, c.Quota)
 		c.Period = pick(u.Period, c.Period)
@@ -123,6 +104,15 @@ func mergeResources(cur, upd *specs.LinuxResources) *specs.LinuxResources {
 		out.Pids = &specs.LinuxPids{Limit: u.Limit}
 	}
 	return &out
+}
+
+// valueOf returns a copy of *p, or the zero value for nil.
+func valueOf[T any](p *T) T {
+	var v T
+	if p != nil {
+		v = *p
+	}
+	return v
 }
 
 func pick[T any](upd, cur *T) *T {
