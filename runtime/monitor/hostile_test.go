@@ -24,7 +24,7 @@ var hostileCases = []struct {
 	{"oversized payload", rawFrame("VX", agent.Version, byte(agent.TypeStdout), 0, agent.MaxPayload+1, nil), "too large"},
 	{"huge payload", rawFrame("VX", agent.Version, byte(agent.TypeStdout), 0, 0xffffffff, nil), "too large"},
 	{"type zero", rawFrame("VX", agent.Version, 0, 0, 0, nil), "unknown message type"},
-	{"type past the last", rawFrame("VX", agent.Version, byte(agent.TypeNetworkDone)+1, 0, 0, nil), "unknown message type"},
+	{"type past the last", rawFrame("VX", agent.Version, byte(agent.TypeUpdated)+1, 0, 0, nil), "unknown message type"},
 	{"type 255", rawFrame("VX", agent.Version, 255, 0, 0, nil), "unknown message type"},
 	{"exit code 300", frame(agent.TypeExit, 0, []byte(`{"code":300}`)), "exit code 300"},
 	{"exit code -1", frame(agent.TypeExit, 0, []byte(`{"code":-1}`)), "exit code -1"},
