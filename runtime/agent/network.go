@@ -80,7 +80,7 @@ func (n *Network) Validate() error {
 }
 
 func (ifc *Interface) validate() error {
-	if err := ValidIfName(ifc.Name); err != nil {
+	if err := validIfName(ifc.Name); err != nil {
 		return err
 	}
 	hw, err := net.ParseMAC(ifc.MAC)
@@ -146,9 +146,9 @@ func (r *Route) validate() error {
 	return nil
 }
 
-// ValidIfName checks a network interface name as the kernel does
+// validIfName checks a network interface name as the kernel does
 // (dev_valid_name).
-func ValidIfName(name string) error {
+func validIfName(name string) error {
 	if name == "" || len(name) > MaxIfNameLen || name == "." || name == ".." ||
 		strings.ContainsAny(name, "/:") || strings.IndexFunc(name, func(r rune) bool { return r <= ' ' || r >= 0x7f }) >= 0 {
 		return fmt.Errorf("bad interface name %q", name)
