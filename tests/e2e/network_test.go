@@ -203,9 +203,13 @@ ip link set vxnc1 netns "$pid"
 	checkGuestNet(t, out, "10.89.1.2/24", "10.89.1.1")
 	c.MustRun(t, "delete", "netdocker")
 	assertClean(t, c, "netdocker")
-	// The namespace went with the monitor, and the veth with it.
-	if err := exec.Command("ip", "link", "show", "vxnh1").Run(); err == nil {
-		t.Error("the host's end of the container's veth outlived the container")
+	// The namespace went with the monitor, and the veth with it (the
+	// kernel frees a namespace in the background).
+	for deadline := time.Now().Add(30 * time.Second); exec.Command("ip", "link", "show", "vxnh1").Run() == nil; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Error("the host's end of the container's veth outlived the container")
+			break
+		}
 	}
 }
 
