@@ -8,6 +8,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/vxn-runtime/vxn/runtime/network"
 	"github.com/vxn-runtime/vxn/runtime/rootfs"
 )
 
@@ -58,6 +59,13 @@ var checkCommand = &cli.Command{
 		report("kernel", checkFile(g.Kernel, "guest kernel", "install linux-image-cloud-amd64 or set \"kernel\" in "+c.String("config")))
 		report("initramfs", checkFile(g.Initramfs, "guest initramfs", "run `make guest && make install`, or set \"initramfs\" in "+c.String("config")))
 		report("mke2fs", func() error { _, err := rootfs.Mke2fs(); return err }())
+		report("network", func() error {
+			missing, err := network.MissingModules()
+			if err == nil && len(missing) > 0 {
+				err = fmt.Errorf("kernel modules %s are missing: containers with a network cannot get it (install them with dom0's kernel)", strings.Join(missing, ", "))
+			}
+			return err
+		}())
 		if failed > 0 {
 			return fmt.Errorf("%d check(s) failed", failed)
 		}
