@@ -1,19 +1,13 @@
 //go:build xene2e
 
-// Package xentest supports the end-to-end tests that run on real Xen (the
-// xene2e build tag): it finds the guest kernel, packs the echo guest
-// (libxl/vchan/testdata/echoguest) into an initramfs and gives the tests a
-// place for their logs. How to run those tests: see libxl/e2e_test.go.
+// The helpers for tests (the xene2e build tag): skipping outside dom0,
+// the echo guest from $VXN_ECHOGUEST, logs.
+
 package xentest
 
 import (
-	"bufio"
-	"fmt"
-	"io"
 	"os"
 	"path/filepath"
-	"sort"
-	"strings"
 	"testing"
 
 	"github.com/vxn-runtime/vxn/libxl/xtl"
@@ -23,14 +17,6 @@ import (
 // statically linked echo guest.
 const EchoGuestEnv = "VXN_ECHOGUEST"
 
-// Modules the echo guest loads, relative to /lib/modules/VERSION/kernel.
-var guestModules = []string{
-	"drivers/xen/xen-evtchn.ko",
-	"drivers/xen/xen-gntalloc.ko",
-	"drivers/xen/xen-gntdev.ko",
-	"drivers/block/xen-blkfront.ko",
-}
-
 // Require skips the test unless it runs in a Xen dom0.
 func Require(t testing.TB) {
 	t.Helper()
@@ -39,20 +25,9 @@ func Require(t testing.TB) {
 	}
 }
 
-// GuestKernel returns the newest /boot/vmlinuz-*-cloud-amd64 and its
-// version.
-func GuestKernel() (string, string, error) {
-	ks, _ := filepath.Glob("/boot/vmlinuz-*-cloud-amd64")
-	if len(ks) == 0 {
-		return "", "", fmt.Errorf("no /boot/vmlinuz-*-cloud-amd64 (install linux-image-cloud-amd64)")
-	}
-	sort.Strings(ks)
-	k := ks[len(ks)-1]
-	return k, strings.TrimPrefix(filepath.Base(k), "vmlinuz-"), nil
-}
-
 // EchoGuest returns the guest kernel and an initramfs (in a temporary
-// directory) holding the echo guest as /init and its modules.
+// directory) holding the echo guest named by $VXN_ECHOGUEST as /init and
+// its modules.
 func EchoGuest(t testing.TB) (kernel, initramfs string) {
 	t.Helper()
 	bin := os.Getenv(EchoGuestEnv)
@@ -60,16 +35,9 @@ func EchoGuest(t testing.TB) (kernel, initramfs string) {
 		t.Fatalf("%s is not set: build the guest with CGO_ENABLED=1 go build -o out/echoguest "+
 			"-ldflags '-linkmode external -extldflags \"-static\"' ./libxl/vchan/testdata/echoguest", EchoGuestEnv)
 	}
-	kernel, version, err := GuestKernel()
-	if err != nil {
-		t.Fatal(err)
-	}
 	initramfs = filepath.Join(t.TempDir(), "echoguest.cpio")
-	files := map[string]string{"init": bin}
-	for _, m := range guestModules {
-		files["modules/"+filepath.Base(m)] = filepath.Join("/lib/modules", version, "kernel", m)
-	}
-	if err := writeInitramfs(initramfs, files); err != nil {
+	kernel, err := EchoInitramfs(bin, initramfs)
+	if err != nil {
 		t.Fatal(err)
 	}
 	return kernel, initramfs
@@ -98,70 +66,4 @@ func Logger(t testing.TB, name string) *xtl.Logger {
 		f.Close()
 	})
 	return lg
-}
-
-// writeInitramfs writes a newc cpio archive: /dev/console, /dev, /proc,
-// /sys and the given files (archive path -> host path), all executable.
-func writeInitramfs(out string, files map[string]string) error {
-	f, err := os.Create(out)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	w := bufio.NewWriter(f)
-	ino := 0
-	entry := func(name string, mode, rdevMajor, rdevMinor int, data []byte) error {
-		ino++
-		hdr := fmt.Sprintf("070701%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X",
-			ino, mode, 0, 0, 1, 0, len(data), 0, 0, rdevMajor, rdevMinor, len(name)+1, 0)
-		for _, b := range [][]byte{[]byte(hdr), []byte(name), {0}} {
-			if _, err := w.Write(b); err != nil {
-				return err
-			}
-		}
-		if err := pad(w, len(hdr)+len(name)+1); err != nil {
-			return err
-		}
-		if _, err := w.Write(data); err != nil {
-			return err
-		}
-		return pad(w, len(data))
-	}
-	for _, d := range []string{"dev", "proc", "sys", "modules"} {
-		if err := entry(d, 0o040755, 0, 0, nil); err != nil {
-			return err
-		}
-	}
-	if err := entry("dev/console", 0o020600, 5, 1, nil); err != nil {
-		return err
-	}
-	names := make([]string, 0, len(files))
-	for n := range files {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		data, err := os.ReadFile(files[n])
-		if err != nil {
-			return err
-		}
-		if err := entry(n, 0o100755, 0, 0, data); err != nil {
-			return err
-		}
-	}
-	if err := entry("TRAILER!!!", 0, 0, 0, nil); err != nil {
-		return err
-	}
-	if err := w.Flush(); err != nil {
-		return err
-	}
-	return f.Close()
-}
-
-func pad(w io.Writer, n int) error {
-	if p := (4 - n%4) % 4; p > 0 {
-		_, err := w.Write(make([]byte, p))
-		return err
-	}
-	return nil
 }

@@ -37,46 +37,60 @@ var applets = []string{
 func Bundle(t testing.TB, args ...string) (string, *specs.Spec) {
 	t.Helper()
 	dir := t.TempDir()
+	spec, err := MakeBundle(dir, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir, spec
+}
+
+// MakeBundle makes a bundle in dir as Bundle does, for programs that are
+// not tests (tests/bench).
+func MakeBundle(dir string, args ...string) (*specs.Spec, error) {
 	bin := filepath.Join(dir, "rootfs", "bin")
 	for _, d := range []string{bin, filepath.Join(dir, "rootfs", "tmp"), filepath.Join(dir, "rootfs", "etc")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 	}
 	data, err := os.ReadFile(Busybox)
 	if err != nil {
-		t.Fatalf("reading %s (install busybox-static): %v", Busybox, err)
+		return nil, fmt.Errorf("reading %s (install busybox-static): %w", Busybox, err)
 	}
 	if err := os.WriteFile(filepath.Join(bin, "busybox"), data, 0o755); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	for _, a := range applets {
 		if err := os.Symlink("busybox", filepath.Join(bin, a)); err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 	}
 	passwd := "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000:user:/tmp:/bin/sh\n"
 	if err := os.WriteFile(filepath.Join(dir, "rootfs", "etc", "passwd"), []byte(passwd), 0o644); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	spec := bundle.DefaultSpec()
 	spec.Process.Terminal = false
 	spec.Process.Args = args
 	spec.Root.Readonly = false
-	WriteSpec(t, dir, spec)
-	return dir, spec
+	return spec, SaveSpec(dir, spec)
 }
 
 // WriteSpec writes config.json into a bundle.
 func WriteSpec(t testing.TB, dir string, spec *specs.Spec) {
 	t.Helper()
+	if err := SaveSpec(dir, spec); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// SaveSpec writes config.json into a bundle.
+func SaveSpec(dir string, spec *specs.Spec) error {
 	b, err := json.MarshalIndent(spec, "", "  ")
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
-	if err := os.WriteFile(filepath.Join(dir, bundle.ConfigFile), b, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	return os.WriteFile(filepath.Join(dir, bundle.ConfigFile), b, 0o644)
 }
 
 // CLI runs one vxn binary against one state root.
