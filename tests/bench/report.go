@@ -264,6 +264,9 @@ func (r *report) write(w io.Writer) error {
 			seconds(sec(f.MedianS)), seconds(sec(maxFloat(f.SamplesS))), f.Files, float64(f.Bytes)/(1<<20), f.MBps)
 	}
 	for _, t := range []throughputResult{r.Stdio, r.Vchan} {
+		if t.NA == "" && len(t.MBps) == 0 {
+			t.NA = "not measured"
+		}
 		if t.NA != "" {
 			fmt.Fprintf(tw, "%s\t-\tn/a\t\t\t%s\n", t.What, t.NA)
 			continue
