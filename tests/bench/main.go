@@ -34,6 +34,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/vxn-runtime/vxn/libxl"
 	"github.com/vxn-runtime/vxn/libxl/xenstore"
 	"github.com/vxn-runtime/vxn/libxl/xentest"
@@ -213,53 +215,70 @@ func (b *bench) setup() error {
 }
 
 // rootfsBuilds times rootfs.Build (what vxn create runs) on generated
-// trees of the given sizes. A size that does not fit in dom0's memory
-// (the tree and its image both live in tmpfs here) is skipped.
+// trees of the given sizes. Tree and image live in a tmpfs of their own,
+// sized for them (a default tmpfs stops at half of RAM); a size that does
+// not fit in dom0's available memory is skipped.
 func (b *bench) rootfsBuilds(sizes []int) error {
 	for i, mib := range sizes {
-		res := rootfsResult{SizeMiB: mib}
-		total := int64(mib) << 20
-		avail, err := memAvailableKiB()
+		res, err := b.rootfsBuild(mib, uint64(i+1))
 		if err != nil {
 			return err
 		}
-		// The tree, its image (the same data plus metadata) and room.
-		need := (2*total + total/8 + 256<<20) >> 20
-		if avail>>10 < need {
-			res.NA = fmt.Sprintf("skipped: dom0 has %d MiB available, the tree and its image need %d MiB", avail>>10, need)
-			b.r.Rootfs = append(b.r.Rootfs, res)
-			continue
-		}
-		dir := filepath.Join(b.work, fmt.Sprintf("tree-%d", mib))
-		sizes := fileSizes(total, uint64(i+1))
-		if err := makeTree(dir, sizes); err != nil {
-			return err
-		}
-		res.Files, res.Bytes = len(sizes), total
-		var times samples
-		for k := 0; k < b.o.rootfsReps; k++ {
-			img := filepath.Join(b.work, "rootfs.img")
-			start := time.Now()
-			err := rootfs.Build(dir, img)
-			took := time.Since(start)
-			os.Remove(img)
-			if err != nil {
-				os.RemoveAll(dir)
-				return err
-			}
-			times = append(times, took)
-		}
-		if err := os.RemoveAll(dir); err != nil {
-			return err
-		}
-		for _, d := range times {
-			res.SamplesS = append(res.SamplesS, d.Seconds())
-		}
-		res.MedianS = times.median().Seconds()
-		res.MBps = mbps(total, times.median())
 		b.r.Rootfs = append(b.r.Rootfs, res)
 	}
 	return nil
+}
+
+func (b *bench) rootfsBuild(mib int, seed uint64) (res rootfsResult, err error) {
+	res.SizeMiB = mib
+	total := int64(mib) << 20
+	avail, err := memAvailableKiB()
+	if err != nil {
+		return res, err
+	}
+	// The tree, its image (the same data plus metadata) and room.
+	need := (2*total + total/8 + 256<<20) >> 20
+	if avail>>10 < need {
+		res.NA = fmt.Sprintf("skipped: dom0 has %d MiB available, the tree and its image need %d MiB", avail>>10, need)
+		return res, nil
+	}
+	dir := filepath.Join(b.work, "rootfs-bench")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return res, err
+	}
+	defer os.Remove(dir)
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%dm,mode=0700", need)); err != nil {
+		return res, fmt.Errorf("tmpfs for the rootfs trees: %w", err)
+	}
+	defer func() {
+		if uerr := unix.Unmount(dir, 0); uerr != nil {
+			err = errors.Join(err, fmt.Errorf("unmounting %s: %w", dir, uerr))
+		}
+	}()
+	tree := filepath.Join(dir, "tree")
+	sizes := fileSizes(total, seed)
+	if err := makeTree(tree, sizes); err != nil {
+		return res, err
+	}
+	res.Files, res.Bytes = len(sizes), total
+	var times samples
+	for k := 0; k < b.o.rootfsReps; k++ {
+		img := filepath.Join(dir, "rootfs.img")
+		start := time.Now()
+		err := rootfs.Build(tree, img)
+		took := time.Since(start)
+		os.Remove(img)
+		if err != nil {
+			return res, err
+		}
+		times = append(times, took)
+	}
+	for _, d := range times {
+		res.SamplesS = append(res.SamplesS, d.Seconds())
+	}
+	res.MedianS = times.median().Seconds()
+	res.MBps = mbps(total, times.median())
+	return res, nil
 }
 
 // lifecycle measures runc run, bare boots, cold vxn run and cold create,
