@@ -2,8 +2,8 @@
 #
 #   make            build out/vxn, out/guestinit and the guest initramfs
 #   make test       every test: vet, unit tests (-race), bounded fuzzing,
-#                   then the e2e suite and the OCI conformance suite (vxn
-#                   against runc) on real Xen inside QEMU
+#                   then the e2e suite on real Xen inside QEMU
+#   make conformance  the OCI validation suite, vxn against runc, on real Xen
 #   make unit       only the tests that need no Xen
 #   make e2e        only the e2e suite (boots Xen 4.17 in QEMU)
 #   make demo       run a busybox container on real Xen (in QEMU here)
@@ -40,7 +40,7 @@ guest: $(OUT)/initramfs.img
 $(OUT)/initramfs.img: $(OUT)/guestinit
 	$(GO) run ./guestinit/mkinitramfs -init $(OUT)/guestinit -o $@
 
-test: unit e2e conformance
+test: unit e2e
 
 unit: $(OUT)/guestinit
 	test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
@@ -89,8 +89,8 @@ clean:
 # A DomU boot takes ~15s under QEMU's emulation and linux_cgroups_network
 # alone makes 32 containers: hence the longer per-program deadline here.
 CONFORMANCE_TIMEOUT ?= 600s
-# The whole run (vxn and runc) must fit CI's budget with the other suites.
-CONFORMANCE_VM_TIMEOUT ?= 70m
+# A hung run must not outlive a CI job.
+CONFORMANCE_VM_TIMEOUT ?= 80m
 .PHONY: conformance
 conformance: build guest
 	cd tests/conformance && $(GO) build -o $(abspath $(OUT))/conformance ./cmd/conformance
