@@ -8,6 +8,10 @@ func TestIsHotplugCall(t *testing.T) {
 	if !isHotplugCall([]string{"/usr/bin/vxn", "add"}, getenv) {
 		t.Error("libxl's call not recognised")
 	}
+	vif := map[string]string{"XENBUS_PATH": "backend/vif/1/0", "XENBUS_TYPE": "vif"}
+	if !isHotplugCall([]string{"/usr/bin/vxn", "online", "type_if=vif"}, func(k string) string { return vif[k] }) {
+		t.Error("libxl's call for a vif not recognised")
+	}
 	if isHotplugCall([]string{"/usr/bin/vxn", "state", "x"}, getenv) {
 		t.Error("a command with arguments taken for a hotplug call")
 	}
