@@ -4,10 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/vxn-runtime/vxn/runtime/guestkernel"
+	"github.com/vxn-runtime/vxn/runtime/hypervisor/xen"
 	"github.com/vxn-runtime/vxn/runtime/network"
 	"github.com/vxn-runtime/vxn/runtime/rootfs"
 )
@@ -56,7 +60,8 @@ var checkCommand = &cli.Command{
 			}
 			return hv.Close()
 		}())
-		report("kernel", checkFile(g.Kernel, "guest kernel", "install linux-image-cloud-amd64 or set \"kernel\" in "+c.String("config")))
+		report("kernel", checkFile(g.Kernel, "guest kernel", "install "+guestkernel.Package+" or set \"kernel\" in "+c.String("config")))
+		report("volumes", checkVolumes(g.Kernel))
 		report("initramfs", checkFile(g.Initramfs, "guest initramfs", "run `make guest && make install`, or set \"initramfs\" in "+c.String("config")))
 		report("mke2fs", func() error { _, err := rootfs.Mke2fs(); return err }())
 		report("network", func() error {
@@ -81,6 +86,27 @@ func checkXen() error {
 	}
 	if !strings.Contains(string(b), "control_d") {
 		return errors.New("this is a Xen guest, not dom0: run vxn in dom0")
+	}
+	return nil
+}
+
+// checkVolumes tells whether directory volumes can work: the guest
+// kernel has 9p over Xen (when its config is in /boot, as Debian installs
+// it) and the 9pfs backend, qemu-xen, is installed.
+func checkVolumes(kernel string) error {
+	if err := checkFile(xen.QEMUBackend, "9pfs backend for directory volumes", "install qemu-system-xen"); err != nil {
+		return err
+	}
+	if kernel == "" || !strings.HasPrefix(filepath.Base(kernel), "vmlinuz-") {
+		return nil
+	}
+	kconfig := filepath.Join(filepath.Dir(kernel), "config-"+strings.TrimPrefix(filepath.Base(kernel), "vmlinuz-"))
+	b, err := os.ReadFile(kconfig)
+	if err != nil {
+		return nil // not a Debian-style /boot: nothing to tell
+	}
+	if !regexp.MustCompile(`(?m)^CONFIG_NET_9P_XEN=[ym]$`).Match(b) {
+		return fmt.Errorf("guest kernel %s has no 9p over Xen (CONFIG_NET_9P_XEN, says %s): containers with directory volumes will fail; use %s", kernel, kconfig, guestkernel.Package)
 	}
 	return nil
 }

@@ -7,11 +7,11 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/vxn-runtime/vxn/runtime/guestkernel"
 	"github.com/vxn-runtime/vxn/runtime/hypervisor"
 	"github.com/vxn-runtime/vxn/runtime/lifecycle"
 )
@@ -20,7 +20,7 @@ const defaultConfigFile = "/etc/vxn/config.json"
 
 // config is vxn's configuration file. Every field is optional.
 type config struct {
-	Kernel    string `json:"kernel"`    // guest kernel; default: newest /boot/vmlinuz-*-cloud-amd64
+	Kernel    string `json:"kernel"`    // guest kernel; default: the newest generic /boot/vmlinuz-*-amd64
 	Initramfs string `json:"initramfs"` // vxn's guest initramfs; default: beside the binary or /usr/lib/vxn
 	Type      string `json:"type"`      // "pv" (default) or "pvh"
 	Cmdline   string `json:"cmdline"`   // extra guest kernel arguments
@@ -88,14 +88,14 @@ func (c *config) guest() lifecycle.Guest {
 	return g
 }
 
-// defaultKernel is the newest Debian cloud kernel (a small Xen PV/PVH guest).
+// defaultKernel is the newest Debian generic kernel, whose modules `make
+// guest` puts in the initramfs (see runtime/guestkernel).
 func defaultKernel() string {
-	m, _ := filepath.Glob("/boot/vmlinuz-*-cloud-amd64")
-	if len(m) == 0 {
+	p, _, err := guestkernel.Newest("/boot")
+	if err != nil {
 		return ""
 	}
-	sort.Strings(m)
-	return m[len(m)-1]
+	return p
 }
 
 // defaultInitramfs looks beside the vxn binary, then in the install paths.

@@ -131,6 +131,8 @@ type containerFS struct {
 	// the root of its cgroup mounts; "" mounts the whole hierarchy.
 	cgroup string
 
+	mountShare shareMounter // mounts cfg.Shares
+
 	devBind     bool // /dev is a bind mount: make no device nodes there
 	devpts      bool // a devpts is mounted on /dev/pts: /dev/ptmx links to it
 	devReadonly bool // /dev is a read-only tmpfs, mounted rw until the end
@@ -143,12 +145,16 @@ type containerFS struct {
 // read-only and masked paths; and last a read-only root.
 func setupRoot(root string, cfg *agent.Config, cgroup string) error {
 	spec := cfg.Spec
-	d, err := os.OpenFile(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	shares, err := sharesByMount(cfg)
 	if err != nil {
 		return err
 	}
-	defer d.Close()
-	c := &containerFS{path: path.Clean(root), dir: d, cgroup: cgroup}
+	c, err := openContainerFS(root, mountXen9p)
+	if err != nil {
+		return err
+	}
+	defer c.dir.Close()
+	c.cgroup = cgroup
 	linux := spec.Linux
 	if linux == nil {
 		linux = &specs.Linux{}
@@ -174,7 +180,13 @@ func setupRoot(root string, cfg *agent.Config, cgroup string) error {
 		}
 		files[dest] = i
 	}
-	for _, m := range spec.Mounts {
+	for n, m := range spec.Mounts {
+		if tag, ok := shares[n]; ok {
+			if err := c.shareMount(tag, m); err != nil {
+				return err
+			}
+			continue
+		}
 		dest := cleanDest(m.Destination)
 		if i, ok := files[dest]; ok && bundle.IsBind(m) {
 			o, err := parseMountOptions(m.Options)
@@ -238,6 +250,16 @@ func setupRoot(root string, cfg *agent.Config, cgroup string) error {
 		}
 	}
 	return nil
+}
+
+// openContainerFS opens the container root root; mountShare mounts its
+// directory volumes.
+func openContainerFS(root string, mountShare shareMounter) (*containerFS, error) {
+	d, err := os.OpenFile(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	return &containerFS{path: path.Clean(root), dir: d, mountShare: mountShare}, nil
 }
 
 // cleanDest makes a spec destination absolute and clean ("etc/x" is /etc/x).
@@ -491,12 +513,13 @@ func devptsData(data []string) []string {
 
 // bindMount binds source, a path in the guest, on dest. A source the guest
 // does not have is a host path: file bind mounts of the host arrive as
-// cfg.Files instead; directory ones are not supported yet, so dest is made
-// an (empty) directory and the container goes on without it.
+// cfg.Files and directory ones as cfg.Shares instead; for any other
+// (a source the host did not have either) dest is made an (empty)
+// directory and the container goes on without it.
 func (c *containerFS) bindMount(source, dest string, o mountOptions) error {
 	fi, err := os.Stat(source)
 	if err != nil {
-		guestLogf("warning: bind mount of %s on %s: %v; bind mounts of host directories are not supported yet, leaving %s as the image has it", source, dest, err, dest)
+		guestLogf("warning: bind mount of %s on %s: %v; leaving %s as the image has it", source, dest, err, dest)
 		h, err := c.mkdirAll(dest)
 		if err != nil {
 			guestLogf("warning: %v", err)

@@ -36,11 +36,13 @@ func main() {
 	hostMode := fs.Bool("host-mode", false, "serve on a unix socket as a host process (tests only)")
 	socket := fs.String("agent-socket", "", "host mode: unix socket path to listen on")
 	rootfs := fs.String("rootfs", "", "host mode: container root directory")
+	shares := hostShares{}
+	fs.Var(shares, "share", "host mode: TAG=DIR, the host directory of a share (repeatable)")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		os.Exit(2)
 	}
 	if *hostMode {
-		if err := runHostMode(*socket, *rootfs); err != nil {
+		if err := runHostMode(*socket, *rootfs, shares); err != nil {
 			fmt.Fprintf(os.Stderr, "guestinit: %v\n", err)
 			os.Exit(1)
 		}
@@ -73,7 +75,7 @@ func runGuest() {
 }
 
 // runHostMode serves one monitor connection on a unix socket.
-func runHostMode(socket, rootfs string) error {
+func runHostMode(socket, rootfs string, shares hostShares) error {
 	if socket == "" || rootfs == "" {
 		return errors.New("host mode needs -agent-socket and -rootfs")
 	}
@@ -92,7 +94,7 @@ func runHostMode(socket, rootfs string) error {
 		return err
 	}
 	s := newServer(c, func(cfg *agent.Config) (prepared, error) {
-		root, err := prepareHostRoot(cfg, rootfs)
+		root, err := prepareHostRoot(cfg, rootfs, shares)
 		return prepared{root: root}, err
 	})
 	return s.serve()

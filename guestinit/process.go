@@ -307,13 +307,21 @@ func listProcesses() []agent.PsEntry {
 }
 
 // prepareHostRoot is host mode's container setup: the root is a host
-// directory and only what is safe on a host is applied.
-func prepareHostRoot(cfg *agent.Config, rootfs string) (string, error) {
+// directory and only what is safe on a host is applied: the hostname and
+// the directory volumes, bind mounts of the directories in shares.
+func prepareHostRoot(cfg *agent.Config, rootfs string, shares hostShares) (string, error) {
 	if h := cfg.Spec.Hostname; h != "" {
 		// The fake starts host mode in its own UTS namespace.
 		if err := unix.Sethostname([]byte(h)); err != nil {
 			return "", fmt.Errorf("setting hostname %q: %w", h, err)
 		}
+	}
+	if len(cfg.Shares) > 0 && os.Getpid() != 1 {
+		// Only in namespaces of its own do the mounts stay off the host.
+		return "", errors.New("host mode mounts volumes only as PID 1 of new pid and mount namespaces (as the fake hypervisor starts it)")
+	}
+	if err := mountShares(rootfs, cfg, shares.mount); err != nil {
+		return "", err
 	}
 	return rootfs, nil
 }

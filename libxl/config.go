@@ -94,6 +94,25 @@ type NIC struct {
 	MTU    int     // 0: libxl's default (1500)
 }
 
+// P9 is a directory of dom0 shared with the guest over Xen's 9pfs
+// transport. libxl serves it with a QEMU ("qemu-xen" in xenpv mode, from
+// Debian's qemu-system-xen) that it starts for the domain and kills when
+// the domain is destroyed. The guest mounts it with
+// "mount -t 9p -o trans=xen TAG DIR".
+//
+// QEMU's xen 9pfs backend has no read-only option: a read-only share
+// needs a read-only Path (a read-only bind mount).
+type P9 struct {
+	Tag  string // the name the guest mounts, unique in the domain
+	Path string // the directory in dom0
+	// SecurityModel is QEMU's: "passthrough" (files get the guest's
+	// owners and modes), "mapped-xattr", "mapped-file" or "none".
+	SecurityModel string
+}
+
+// maxP9Tag bounds a tag: Linux's 9p transports take at most 31 bytes.
+const maxP9Tag = 31
+
 // DomainConfig describes a guest to create: a kernel booted directly (no
 // bootloader, no device model).
 //
@@ -124,6 +143,7 @@ type DomainConfig struct {
 	CPUAffinity []int
 	Disks       []Disk
 	NICs        []NIC
+	P9s         []P9
 }
 
 // Sched holds the credit/credit2 scheduler parameters vxn sets.
@@ -212,6 +232,16 @@ func (cfg *DomainConfig) validate() error {
 			bad("nic %d: %w", i, err)
 		}
 	}
+	tags := map[string]bool{}
+	for i, p := range cfg.P9s {
+		if err := p.validate(); err != nil {
+			bad("p9 %d: %w", i, err)
+		}
+		if tags[p.Tag] {
+			bad("p9 %d: tag %q used twice", i, p.Tag)
+		}
+		tags[p.Tag] = true
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("libxl: domain config: %w", err)
 	}
@@ -233,6 +263,21 @@ func (n *NIC) validate() error {
 		return fmt.Errorf("mtu %d out of range 0..%d", n.MTU, maxMTU)
 	}
 	return noNUL(n.Bridge, n.Script)
+}
+
+func (p *P9) validate() error {
+	if p.Tag == "" || len(p.Tag) > maxP9Tag || strings.ContainsAny(p.Tag, "/,") {
+		return fmt.Errorf("tag %q: want 1 to %d bytes, no '/' or ','", p.Tag, maxP9Tag)
+	}
+	if !strings.HasPrefix(p.Path, "/") {
+		return fmt.Errorf("path %q is not absolute", p.Path)
+	}
+	switch p.SecurityModel {
+	case "passthrough", "mapped-xattr", "mapped-file", "none":
+	default:
+		return fmt.Errorf("security model %q: use passthrough, mapped-xattr, mapped-file or none", p.SecurityModel)
+	}
+	return noNUL(p.Tag, p.Path)
 }
 
 func noNUL(strs ...string) error {
@@ -315,6 +360,16 @@ func (cfg *DomainConfig) toC() (*C.libxl_domain_config, error) {
 		}
 	}
 
+	if n := len(cfg.P9s); n > 0 {
+		if rc := C.vxn_config_alloc_p9s(dc, C.int(n)); rc != 0 {
+			return nil, check("alloc p9s", NoDomid, rc)
+		}
+		p9s := unsafe.Slice(dc.p9s, n)
+		for i := range p9s {
+			cfg.P9s[i].fill(&p9s[i], i)
+		}
+	}
+
 	dc.on_poweroff = C.LIBXL_ACTION_ON_SHUTDOWN_DESTROY
 	dc.on_reboot = C.LIBXL_ACTION_ON_SHUTDOWN_DESTROY
 	dc.on_crash = C.LIBXL_ACTION_ON_SHUTDOWN_PRESERVE
@@ -346,6 +401,15 @@ func (n *NIC) fill(c *C.libxl_device_nic) {
 	for i, b := range n.MAC {
 		c.mac[i] = C.uint8_t(b)
 	}
+}
+
+// fill sets the fields of an initialised libxl_device_p9.
+func (p *P9) fill(c *C.libxl_device_p9, devid int) {
+	c.backend_domid = 0
+	c.tag = cstr(p.Tag)
+	c.path = cstr(p.Path)
+	c.security_model = cstr(p.SecurityModel)
+	c.devid = C.libxl_devid(devid)
 }
 
 // configJSON is libxl's JSON rendering of dc (what "xl list -l" shows).

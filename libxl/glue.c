@@ -169,6 +169,19 @@ int vxn_config_alloc_nics(libxl_domain_config *c, int n)
 	return 0;
 }
 
+int vxn_config_alloc_p9s(libxl_domain_config *c, int n)
+{
+	int i;
+
+	c->p9s = calloc((size_t)n, sizeof *c->p9s);
+	if (!c->p9s)
+		return ERROR_NOMEM;
+	c->num_p9s = n;
+	for (i = 0; i < n; i++)
+		libxl_device_p9_init(&c->p9s[i]);
+	return 0;
+}
+
 int vxn_bitmap_fill(libxl_bitmap *b, int nbits, int nset)
 {
 	int i;

@@ -46,6 +46,7 @@ libxl_domain_config *vxn_config_new(void);
 void vxn_config_free(libxl_domain_config *c);
 int vxn_config_alloc_disks(libxl_domain_config *c, int n);
 int vxn_config_alloc_nics(libxl_domain_config *c, int n);
+int vxn_config_alloc_p9s(libxl_domain_config *c, int n);
 /* vxn_bitmap_fill makes b an nbits-bit map with bits 0..nset-1 set. */
 int vxn_bitmap_fill(libxl_bitmap *b, int nbits, int nset);
 

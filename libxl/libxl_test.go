@@ -30,6 +30,10 @@ func sampleConfig() *DomainConfig {
 			{Path: "/dev/vg/data", Vdev: "xvdb", ReadOnly: true, Script: "/usr/bin/vxn"},
 		},
 		NICs: []NIC{{Bridge: "xenbr0", Script: "vif-vxn", MAC: [6]byte{0x00, 0x16, 0x3e, 1, 2, 3}, MTU: 9000}},
+		P9s: []P9{
+			{Tag: "vol0", Path: "/srv/data", SecurityModel: "passthrough"},
+			{Tag: "vol1", Path: "/srv/ro", SecurityModel: "mapped-xattr"},
+		},
 	}
 }
 
@@ -75,6 +79,12 @@ type libxlJSON struct {
 		MTU     int    `json:"mtu"`
 		NICType string `json:"nictype"`
 	} `json:"nics"`
+	P9s []struct {
+		Tag           string `json:"tag"`
+		Path          string `json:"path"`
+		SecurityModel string `json:"security_model"`
+		Devid         int    `json:"devid"`
+	} `json:"p9s"`
 	OnPoweroff string `json:"on_poweroff"`
 	OnReboot   string `json:"on_reboot"`
 	OnCrash    string `json:"on_crash"`
@@ -122,6 +132,11 @@ func TestConfigToLibxl(t *testing.T) {
 		got.NICs[0].MAC != "00:16:3e:01:02:03" || got.NICs[0].MTU != 9000 || got.NICs[0].NICType != "vif" {
 		t.Errorf("nics = %+v", got.NICs)
 	}
+	if len(got.P9s) != 2 || got.P9s[0].Tag != "vol0" || got.P9s[0].Path != "/srv/data" ||
+		got.P9s[0].SecurityModel != "passthrough" || got.P9s[0].Devid != 0 ||
+		got.P9s[1].Tag != "vol1" || got.P9s[1].SecurityModel != "mapped-xattr" || got.P9s[1].Devid != 1 {
+		t.Errorf("p9s = %+v", got.P9s)
+	}
 	// libxl's JSON leaves out values equal to the defaults (destroy)
 	if got.OnPoweroff != "" || got.OnReboot != "" || got.OnCrash != "preserve" {
 		t.Errorf("actions = %s %s %s", got.OnPoweroff, got.OnReboot, got.OnCrash)
@@ -139,7 +154,7 @@ func TestConfigDefaults(t *testing.T) {
 	if got.BInfo.TargetMemKB != 1024 {
 		t.Errorf("target = %d, want the maximum", got.BInfo.TargetMemKB)
 	}
-	if got.BInfo.Ramdisk != "" || got.BInfo.TSCMode != "" || len(got.Disks) != 0 || len(got.NICs) != 0 {
+	if got.BInfo.Ramdisk != "" || got.BInfo.TSCMode != "" || len(got.Disks) != 0 || len(got.NICs) != 0 || len(got.P9s) != 0 {
 		t.Errorf("unexpected fields: %+v", got)
 	}
 }
@@ -159,6 +174,13 @@ func TestConfigValidation(t *testing.T) {
 		"weight":       func(c *DomainConfig) { c.Sched.Weight = 70000 },
 		"cap":          func(c *DomainConfig) { c.Sched.Cap = -1 },
 		"cpu":          func(c *DomainConfig) { c.CPUAffinity = []int{-1} },
+		"p9 no tag":    func(c *DomainConfig) { c.P9s[0].Tag = "" },
+		"p9 long tag":  func(c *DomainConfig) { c.P9s[0].Tag = strings.Repeat("t", 32) },
+		"p9 comma":     func(c *DomainConfig) { c.P9s[0].Tag = "a,b" },
+		"p9 same tag":  func(c *DomainConfig) { c.P9s[1].Tag = c.P9s[0].Tag },
+		"p9 relative":  func(c *DomainConfig) { c.P9s[0].Path = "srv/data" },
+		"p9 model":     func(c *DomainConfig) { c.P9s[0].SecurityModel = "" },
+		"p9 NUL":       func(c *DomainConfig) { c.P9s[1].Path = "/a\x00b" },
 	} {
 		cfg := sampleConfig()
 		mod(cfg)

@@ -5,8 +5,9 @@
 //
 //	go run ./guestinit/mkinitramfs -init out/guestinit [-kernel-version V] -o out/initramfs.img
 //
-// Without -kernel-version it takes the newest /boot/vmlinuz-*-cloud-amd64
-// (Debian's linux-image-cloud-amd64, a Xen PV/PVH guest kernel).
+// Without -kernel-version it takes vxn's default guest kernel, the newest
+// generic /boot/vmlinuz-*-amd64 (Debian's linux-image-amd64: see
+// runtime/guestkernel).
 package main
 
 import (
@@ -19,11 +20,12 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"sort"
 	"strings"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
+
+	"github.com/vxn-runtime/vxn/runtime/guestkernel"
 )
 
 // wanted are the modules guestinit needs, by module name ('-' and '_' are
@@ -33,8 +35,10 @@ var wanted = []struct {
 	name     string
 	optional bool
 }{
-	{"xen-blkfront", false}, // the rootfs disk
-	{"xen-netfront", false}, // the container's network
+	{"xen-blkfront", false},   // the rootfs disk
+	{"crc32c_generic", false}, // ext4's and jbd2's checksums
+	{"ext4", false},           // the rootfs (built into the cloud kernel)
+	{"xen-netfront", false},   // the container's network
 	{"overlay", false},
 	{"xen-evtchn", false}, // the vchan agent transport
 	{"xen-gntalloc", false},
@@ -56,7 +60,7 @@ func main() {
 
 func run() error {
 	initPath := flag.String("init", "", "static guestinit binary to install as /init (required)")
-	kver := flag.String("kernel-version", "", "kernel version whose modules to take (default: newest /boot/vmlinuz-*-cloud-amd64)")
+	kver := flag.String("kernel-version", "", "kernel version whose modules to take (default: the newest generic /boot/vmlinuz-*-amd64)")
 	moddir := flag.String("moddir", "/lib/modules", "directory holding the kernels' module trees")
 	out := flag.String("o", "", "output file (required)")
 	flag.Parse()
@@ -65,12 +69,12 @@ func run() error {
 		return errors.New("-init and -o are required")
 	}
 	if *kver == "" {
-		v, err := newestCloudKernel("/boot")
+		_, v, err := guestkernel.Newest("/boot")
 		if err != nil {
 			return err
 		}
 		*kver = v
-		fmt.Printf("mkinitramfs: kernel %s (newest /boot/vmlinuz-*-cloud-amd64)\n", v)
+		fmt.Printf("mkinitramfs: kernel %s (the newest generic /boot/vmlinuz-*-amd64)\n", v)
 	} else {
 		fmt.Printf("mkinitramfs: kernel %s\n", *kver)
 	}
@@ -100,57 +104,6 @@ func run() error {
 	fmt.Printf("mkinitramfs: wrote %s (%d bytes, %d modules)\n", *out, buf.Len(), len(mods))
 	return nil
 }
-
-// newestCloudKernel returns the version of the newest vmlinuz-*-cloud-amd64
-// in bootDir.
-func newestCloudKernel(bootDir string) (string, error) {
-	matches, err := filepath.Glob(filepath.Join(bootDir, "vmlinuz-*-cloud-amd64"))
-	if err != nil {
-		return "", err
-	}
-	if len(matches) == 0 {
-		return "", fmt.Errorf("no %s/vmlinuz-*-cloud-amd64: install linux-image-cloud-amd64 or pass -kernel-version", bootDir)
-	}
-	var versions []string
-	for _, m := range matches {
-		versions = append(versions, strings.TrimPrefix(filepath.Base(m), "vmlinuz-"))
-	}
-	sort.Slice(versions, func(i, j int) bool { return versionLess(versions[i], versions[j]) })
-	return versions[len(versions)-1], nil
-}
-
-// versionLess compares kernel versions, numeric runs as numbers
-// ("6.1.0-9" < "6.1.0-56").
-func versionLess(a, b string) bool {
-	for a != "" && b != "" {
-		an, arest := splitRun(a)
-		bn, brest := splitRun(b)
-		if an != bn {
-			if isDigit(an[0]) && isDigit(bn[0]) {
-				an, bn = strings.TrimLeft(an, "0"), strings.TrimLeft(bn, "0")
-				if len(an) != len(bn) {
-					return len(an) < len(bn)
-				}
-			}
-			return an < bn
-		}
-		a, b = arest, brest
-	}
-	return len(a) < len(b)
-}
-
-// splitRun splits off the leading run of digits or of non-digits of a
-// non-empty s.
-func splitRun(s string) (run, rest string) {
-	d := isDigit(s[0])
-	i := 1
-	for i < len(s) && isDigit(s[i]) == d {
-		i++
-	}
-	return s[:i], s[i:]
-}
-
-func isDigit(c byte) bool { return '0' <= c && c <= '9' }
 
 // module is a kernel module to ship: rel is its path under the kernel's
 // module tree, always ending in .ko; data is its uncompressed content.

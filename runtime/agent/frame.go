@@ -25,7 +25,7 @@ import (
 
 // Version is the protocol version spoken by this build. Both sides send it
 // in every frame; a frame of another version is rejected.
-const Version = 2
+const Version = 3
 
 // HeaderSize is the size of a frame header in bytes.
 const HeaderSize = 12

@@ -29,6 +29,7 @@ const (
 	MaxPsEntries = 4096 // processes in a PsReply
 	MaxSignal    = 64   // highest signal number (SIGRTMAX on Linux)
 	MaxFiles     = 64   // files copied into the guest at create
+	MaxShares    = 32   // directory volumes of a container
 )
 
 // Hello is the first frame each side sends.
@@ -46,6 +47,14 @@ type File struct {
 	ReadOnly    bool   `json:"readonly,omitempty"`
 }
 
+// Share is a directory volume: the bind mount Spec.Mounts[Mount], whose
+// host directory the guest mounts live by Tag (Xen 9pfs; a bind mount of
+// the host directory in host mode).
+type Share struct {
+	Tag   string `json:"tag"`
+	Mount int    `json:"mount"`
+}
+
 // Config is what the monitor sends to set the container up.
 type Config struct {
 	// Spec is the bundle's config.json. Root.Path is meaningless in the
@@ -56,6 +65,8 @@ type Config struct {
 	RootDevice string `json:"rootDevice,omitempty"`
 	// Files are copied in after the rootfs is mounted.
 	Files []File `json:"files,omitempty"`
+	// Shares are mounted in place of their bind mounts.
+	Shares []Share `json:"shares,omitempty"`
 }
 
 // Exec asks for another process in the running container.

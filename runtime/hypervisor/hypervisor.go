@@ -65,6 +65,14 @@ type Resources struct {
 	CPU       CPU // Affinity is not changed
 }
 
+// Share is a host directory the guest mounts live (a directory volume):
+// changes show on both sides at once.
+type Share struct {
+	Tag      string // the name the guest mounts it by, unique in the guest
+	Path     string // the host directory
+	ReadOnly bool   // the guest cannot change it, whatever it does
+}
+
 // DomainSpec describes a guest to create.
 type DomainSpec struct {
 	Name      string // unique; "vxn-<container id>"
@@ -76,6 +84,7 @@ type DomainSpec struct {
 	VCPUs     int
 	CPU       CPU
 	Disks     []Disk
+	Shares    []Share
 	// ConsoleLog receives the guest's console (kernel log) for diagnostics.
 	ConsoleLog string
 	// RootfsDir is the bundle rootfs directory. Only the fake uses it; a

@@ -202,6 +202,10 @@ func (r *Runtime) monitorConfig(dir *state.Dir, b *bundle.Bundle, consoleSocket 
 	if err != nil {
 		return nil, err
 	}
+	shares, guestShares, err := dirMounts(b.Spec)
+	if err != nil {
+		return nil, err
+	}
 	if consoleSocket != "" {
 		if consoleSocket, err = filepath.Abs(consoleSocket); err != nil {
 			return nil, err
@@ -225,12 +229,14 @@ func (r *Runtime) monitorConfig(dir *state.Dir, b *bundle.Bundle, consoleSocket 
 				Path: dir.File(state.RootfsImage), Vdev: "xvda",
 				ReadOnly: b.Spec.Root != nil && b.Spec.Root.Readonly,
 			}},
+			Shares:     shares,
 			ConsoleLog: dir.File(state.ConsoleLog),
 			RootfsDir:  b.Rootfs,
 			StateDir:   dir.Path,
 		},
 		RootDevice:    "xvda",
 		Files:         files,
+		Shares:        guestShares,
 		ConsoleSocket: consoleSocket,
 		ControlSocket: dir.File(state.SocketFile),
 		ExitFile:      dir.File(state.ExitFile),
@@ -318,13 +324,52 @@ func fileMounts(spec *specs.Spec) ([]agent.File, error) {
 		if err != nil {
 			return nil, fmt.Errorf("config.json: mounts: reading %s: %w", mnt.Source, err)
 		}
-		ro := false
-		for _, o := range mnt.Options {
-			ro = ro || o == "ro"
-		}
-		files = append(files, agent.File{Destination: mnt.Destination, Mode: uint32(st.Mode().Perm()), Data: data, ReadOnly: ro})
+		files = append(files, agent.File{Destination: mnt.Destination, Mode: uint32(st.Mode().Perm()), Data: data, ReadOnly: readOnly(mnt.Options)})
 	}
 	return files, nil
+}
+
+// readOnly says whether mount options make a mount read-only (the last of
+// "ro" and "rw" wins).
+func readOnly(options []string) bool {
+	ro := false
+	for _, o := range options {
+		switch o {
+		case "ro":
+			ro = true
+		case "rw":
+			ro = false
+		}
+	}
+	return ro
+}
+
+// dirMounts turns the bind mounts whose source is a host directory into
+// shares, which the guest mounts live (directory volumes): the host side
+// for the hypervisor and, for the guest, which mount each one replaces.
+func dirMounts(spec *specs.Spec) ([]hypervisor.Share, []agent.Share, error) {
+	var shares []hypervisor.Share
+	var guest []agent.Share
+	for i, mnt := range spec.Mounts {
+		if !bundle.IsBind(mnt) {
+			continue
+		}
+		st, err := os.Stat(mnt.Source)
+		if err != nil || !st.IsDir() {
+			continue
+		}
+		if len(shares) == agent.MaxShares {
+			return nil, nil, fmt.Errorf("config.json: mounts: more than %d bind mounts of directories", agent.MaxShares)
+		}
+		src, err := filepath.Abs(mnt.Source)
+		if err != nil {
+			return nil, nil, fmt.Errorf("config.json: mounts: %w", err)
+		}
+		tag := "vol" + strconv.Itoa(len(shares))
+		shares = append(shares, hypervisor.Share{Tag: tag, Path: src, ReadOnly: readOnly(mnt.Options)})
+		guest = append(guest, agent.Share{Tag: tag, Mount: i})
+	}
+	return shares, guest, nil
 }
 
 // startMonitor forks the monitor and waits until the guest is ready.

@@ -58,6 +58,7 @@ type Config struct {
 	Domain        hypervisor.DomainSpec `json:"domain"`
 	RootDevice    string                `json:"rootDevice"`
 	Files         []agent.File          `json:"files,omitempty"`
+	Shares        []agent.Share         `json:"shares,omitempty"`
 	ConsoleSocket string                `json:"consoleSocket,omitempty"`
 	ControlSocket string                `json:"controlSocket"`
 	// ExitFile receives the container's exit status the moment it is
@@ -183,7 +184,7 @@ func (m *Monitor) Boot(ctx context.Context) (err error) {
 	if err := m.conn.SendJSON(agent.TypeHello, 0, agent.Hello{Version: agent.Version, Role: "monitor"}); err != nil {
 		return err
 	}
-	if err := m.conn.SendJSON(agent.TypeConfig, 0, agent.Config{Spec: m.cfg.Spec, RootDevice: m.cfg.RootDevice, Files: m.cfg.Files}); err != nil {
+	if err := m.conn.SendJSON(agent.TypeConfig, 0, agent.Config{Spec: m.cfg.Spec, RootDevice: m.cfg.RootDevice, Files: m.cfg.Files, Shares: m.cfg.Shares}); err != nil {
 		return err
 	}
 	select {

@@ -29,7 +29,7 @@ import (
 var (
 	vxnBin    = flag.String("vxn", "", "vxn binary under test")
 	initramfs = flag.String("initramfs", "", "guest initramfs (make guest)")
-	kernel    = flag.String("kernel", "", "guest kernel (default: newest /boot/vmlinuz-*-cloud-amd64)")
+	kernel    = flag.String("kernel", "", "guest kernel (default: vxn's, the newest generic /boot/vmlinuz-*-amd64)")
 )
 
 // configFile is the vxn config every test uses.

@@ -79,7 +79,13 @@ func (h *Hypervisor) Create(ctx context.Context, spec hypervisor.DomainSpec) (hy
 	}
 	sock := filepath.Join(spec.StateDir, "fake-agent.sock")
 	os.Remove(sock)
-	cmd := exec.Command(h.GuestInit, "-host-mode", "-agent-socket", sock, "-rootfs", spec.RootfsDir)
+	args := []string{"-host-mode", "-agent-socket", sock, "-rootfs", spec.RootfsDir}
+	for _, s := range spec.Shares {
+		// The fake guest bind mounts the directory; a read-only share is
+		// made so by the mount's own options, as a trusted guest would.
+		args = append(args, "-share", s.Tag+"="+s.Path)
+	}
+	cmd := exec.Command(h.GuestInit, args...)
 	cmd.Stdin = nil
 	if spec.ConsoleLog != "" {
 		f, err := os.OpenFile(spec.ConsoleLog, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)

@@ -98,8 +98,9 @@ func (h *Hypervisor) Close() error {
 	return err
 }
 
-// domainConfig turns a DomainSpec into libxl's terms.
-func domainConfig(spec hypervisor.DomainSpec) (*libxl.DomainConfig, error) {
+// domainConfig turns a DomainSpec into libxl's terms; sharePaths are the
+// directories the 9pfs backend serves for spec.Shares (see shareViews).
+func domainConfig(spec hypervisor.DomainSpec, sharePaths []string) (*libxl.DomainConfig, error) {
 	cfg := &libxl.DomainConfig{
 		Name:        spec.Name,
 		UUID:        libxl.NewUUID(),
@@ -125,6 +126,12 @@ func domainConfig(spec hypervisor.DomainSpec) (*libxl.DomainConfig, error) {
 	for _, d := range spec.Disks {
 		cfg.Disks = append(cfg.Disks, libxl.Disk{Path: d.Path, Vdev: d.Vdev, ReadOnly: d.ReadOnly})
 	}
+	if len(sharePaths) != len(spec.Shares) {
+		return nil, fmt.Errorf("%d shares but %d paths to serve", len(spec.Shares), len(sharePaths))
+	}
+	for i, s := range spec.Shares {
+		cfg.P9s = append(cfg.P9s, libxl.P9{Tag: s.Tag, Path: sharePaths[i], SecurityModel: securityModel})
+	}
 	return cfg, nil
 }
 
@@ -139,14 +146,20 @@ func (h *Hypervisor) Create(ctx context.Context, spec hypervisor.DomainSpec) (_ 
 			return nil, fmt.Errorf("%s: %w (`vxn check` tells)", what, err)
 		}
 	}
-	cfg, err := domainConfig(spec)
+	paths, views, err := shareViews(spec.Shares)
 	if err != nil {
 		return nil, fmt.Errorf("xen: create %s: %w", spec.Name, err)
 	}
-	if err := ctx.Err(); err != nil {
+	cfg, err := domainConfig(spec, paths)
+	if err != nil {
+		closeViews(views)
 		return nil, fmt.Errorf("xen: create %s: %w", spec.Name, err)
 	}
-	d := &domain{h: h, name: spec.Name, uuid: cfg.UUID}
+	if err := ctx.Err(); err != nil {
+		closeViews(views)
+		return nil, fmt.Errorf("xen: create %s: %w", spec.Name, err)
+	}
+	d := &domain{h: h, name: spec.Name, uuid: cfg.UUID, views: views}
 	defer func() {
 		if err != nil {
 			if derr := d.Destroy(context.Background()); derr != nil {
@@ -233,6 +246,7 @@ type domain struct {
 	uuid    libxl.UUID
 	console *console   // nil unless this process created the domain
 	loops   []*os.File // loop devices of its disks (attachDisks)
+	views   []*os.File // read-only views of its shares (shareViews)
 }
 
 var _ hypervisor.Domain = (*domain)(nil)
@@ -380,6 +394,9 @@ func (d *domain) Destroy(context.Context) error {
 	d.h.closeConns(d.domid)
 	_, err := d.info()
 	if err == nil {
+		err = guardBackendPid(d.domid)
+	}
+	if err == nil {
 		err = d.h.xl.Destroy(d.domid)
 	}
 	if errors.Is(err, hypervisor.ErrNotFound) || errors.Is(err, libxl.ErrDomainNotFound) {
@@ -394,6 +411,10 @@ func (d *domain) Destroy(context.Context) error {
 		f.Close()
 	}
 	d.loops = nil
+	if err == nil {
+		closeViews(d.views)
+		d.views = nil
+	}
 	if err != nil {
 		return d.errorf("destroy", err)
 	}
