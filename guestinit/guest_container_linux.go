@@ -513,11 +513,25 @@ func devptsData(data []string) []string {
 
 // bindMount binds source, a path in the guest, on dest. A source the guest
 // does not have is a host path: file bind mounts of the host arrive as
-// cfg.Files and directory ones as cfg.Shares instead; for any other
-// (a source the host did not have either) dest is made an (empty)
-// directory and the container goes on without it.
+// cfg.Files and directory ones as cfg.Shares instead, but for /dev/shm,
+// which gets a tmpfs; for any other (a source the host did not have
+// either) dest is made an (empty) directory and the container goes on
+// without it.
 func (c *containerFS) bindMount(source, dest string, o mountOptions) error {
 	fi, err := os.Stat(source)
+	if err != nil && dest == "/dev/shm" {
+		// The engines' shared memory directory: the guest's own tmpfs.
+		h, err := c.mkdirAll(dest)
+		if err != nil {
+			return err
+		}
+		defer h.Close()
+		flags := o.flags &^ (unix.MS_BIND | unix.MS_REC | unix.MS_REMOUNT)
+		if err := unix.Mount("shm", fdPath(h), "tmpfs", flags, "mode=1777"); err != nil {
+			return fmt.Errorf("tmpfs for the bind mount on /dev/shm: %w", err)
+		}
+		return c.finishMount(dest, o, nil, 0)
+	}
 	if err != nil {
 		guestLogf("warning: bind mount of %s on %s: %v; leaving %s as the image has it", source, dest, err, dest)
 		h, err := c.mkdirAll(dest)

@@ -175,7 +175,8 @@ func TestSetupRoot(t *testing.T) {
 				{Destination: "/proc", Type: "proc", Source: "proc"},
 				{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k", "ro"}},
 				{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "mode=0620", "gid=5"}},
-				{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
+				// podman's and Docker's: a bind of the engine's shm directory
+				{Destination: "/dev/shm", Type: "bind", Source: "/no/such/host/userdata/shm", Options: []string{"bind", "rprivate", "nosuid", "noexec", "nodev"}},
 				{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
 				{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
 				{Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup", Options: []string{"nosuid", "noexec", "nodev", "relatime", "ro"}},
@@ -314,6 +315,10 @@ func checkRoot(t *testing.T, root, escape string) {
 	}
 	if err := os.WriteFile(r("/guest/x"), nil, 0o644); !errors.Is(err, unix.EROFS) {
 		t.Errorf("rro bind writable: %v", err)
+	}
+	var shm unix.Statfs_t
+	if err := unix.Statfs(r("/dev/shm"), &shm); err != nil || shm.Type != unix.TMPFS_MAGIC || shm.Flags&unix.ST_NOEXEC == 0 {
+		t.Errorf("/dev/shm bind: %+v, %v; want a noexec tmpfs", shm, err)
 	}
 	if fi, err := os.Stat(r("/volume")); err != nil || !fi.IsDir() {
 		t.Errorf("host directory bind: %v %v", fi, err)

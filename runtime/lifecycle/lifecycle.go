@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -355,7 +356,9 @@ func dirMounts(spec *specs.Spec) ([]hypervisor.Share, []agent.Share, error) {
 			continue
 		}
 		st, err := os.Stat(mnt.Source)
-		if err != nil || !st.IsDir() {
+		if err != nil || !st.IsDir() || path.Clean("/"+mnt.Destination) == "/dev/shm" {
+			// The engines' /dev/shm directory: shared memory cannot cross
+			// the guest's boundary, so the guest makes it a tmpfs.
 			continue
 		}
 		if len(shares) == agent.MaxShares {
