@@ -55,7 +55,9 @@ func TestVolumeReadWrite(t *testing.T) {
 	b, spec := testutil.Bundle(t, "sh", "-c", `cat /data/in > /data/in-copy
 echo from-guest > /data/out.tmp && chown 1234:1235 /data/out.tmp && mv /data/out.tmp /data/out
 i=0; while [ ! -e /data/late ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done
-cat /data/late > /data/late-copy`)
+cat /data/late > /data/late-copy
+dd if=/dev/zero of=/data/big bs=1M count=16 2> /data/dd-write
+dd if=/data/big of=/dev/null bs=1M 2> /data/dd-read`)
 	spec.Mounts = append(spec.Mounts, specs.Mount{Destination: "/data", Type: "bind", Source: vol, Options: []string{"rbind", "rw"}})
 	testutil.WriteSpec(t, b, spec)
 	id := "vol-rw"
@@ -79,6 +81,13 @@ cat /data/late > /data/late-copy`)
 		t.Fatal(err)
 	}
 	c.WaitStatus(t, id, specs.StateStopped, 2*time.Minute)
+	for _, name := range []string{"dd-write", "dd-read"} {
+		b, _ := os.ReadFile(filepath.Join(vol, name))
+		t.Logf("TIMING 16 MiB through the volume, %s: %s", name, strings.TrimSpace(string(b)))
+	}
+	if fi, err := os.Stat(filepath.Join(vol, "big")); err != nil || fi.Size() != 16<<20 {
+		t.Errorf("the container's 16 MiB file on the host: %v, %v", fi, err)
+	}
 	for name, want := range map[string]string{"in-copy": "from-host\n", "late-copy": "late-host\n"} {
 		if b, err := os.ReadFile(filepath.Join(vol, name)); err != nil || string(b) != want {
 			t.Errorf("%s: %q, %v; want %q", name, b, err, want)
