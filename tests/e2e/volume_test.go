@@ -53,7 +53,7 @@ func TestVolumeReadWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	b, spec := testutil.Bundle(t, "sh", "-c", `cat /data/in > /data/in-copy
-echo from-guest > /data/out.tmp && chown 1234:1235 /data/out.tmp && mv /data/out.tmp /data/out
+echo from-guest > /data/out.tmp && busybox chown 1234:1235 /data/out.tmp && busybox mv /data/out.tmp /data/out
 i=0; while [ ! -e /data/late ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done
 cat /data/late > /data/late-copy
 dd if=/dev/zero of=/data/big bs=1M count=16 2> /data/dd-write
