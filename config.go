@@ -30,6 +30,9 @@ type config struct {
 	// guest (the guest kernel and init); default 64.
 	OverheadMiB uint64 `json:"memoryOverheadMiB"`
 	BootTimeout string `json:"bootTimeout"` // default 120s
+
+	// Pool sizes the warm pool of idle guests (pool.go).
+	Pool poolConfig `json:"pool"`
 }
 
 // loadConfig reads the configuration file; a missing file means defaults.

@@ -74,6 +74,7 @@ func newApp() *cli.App {
 		Commands: []*cli.Command{
 			createCommand, startCommand, runCommand, stateCommand, killCommand, deleteCommand,
 			listCommand, psCommand, execCommand, checkCommand, pauseCommand, resumeCommand, updateCommand, specCommand, featuresCommand, monitorCommand,
+			poolCommand,
 		},
 		// Errors are reported once, by main.
 		ExitErrHandler: func(*cli.Context, error) {},

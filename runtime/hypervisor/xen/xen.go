@@ -135,9 +135,11 @@ func domainConfig(spec hypervisor.DomainSpec, sharePaths []string) (*libxl.Domai
 	return cfg, nil
 }
 
-// Create creates the domain paused, starts capturing its console, and
-// lets it run. On any error the domain is destroyed.
-func (h *Hypervisor) Create(ctx context.Context, spec hypervisor.DomainSpec) (_ hypervisor.Domain, err error) {
+// Create claims an idle pool guest that fits spec (see pool.go) and
+// hot-plugs its disks, or else creates the domain paused, starts
+// capturing its console, and lets it run. On any error the domain is
+// destroyed.
+func (h *Hypervisor) Create(ctx context.Context, spec hypervisor.DomainSpec) (hypervisor.Domain, error) {
 	for what, p := range map[string]string{"guest kernel": spec.Kernel, "guest initramfs": spec.Ramdisk} {
 		if p == "" {
 			return nil, fmt.Errorf("no %s configured: set it in the vxn config file (`vxn check` tells)", what)
@@ -146,6 +148,20 @@ func (h *Hypervisor) Create(ctx context.Context, spec hypervisor.DomainSpec) (_ 
 			return nil, fmt.Errorf("%s: %w (`vxn check` tells)", what, err)
 		}
 	}
+	if d, err := h.claim(ctx, spec); d != nil || err != nil {
+		return d, err
+	}
+	start := time.Now()
+	d, err := h.boot(ctx, spec)
+	if err == nil {
+		h.log.Log(xtl.Info, fmt.Sprintf("xen: %s: booted cold as domain %d in %v", spec.Name, d.domid, time.Since(start).Round(time.Millisecond)))
+	}
+	return d, err
+}
+
+// boot creates the domain paused, starts capturing its console, and lets
+// it run. On any error the domain is destroyed.
+func (h *Hypervisor) boot(ctx context.Context, spec hypervisor.DomainSpec) (_ *domain, err error) {
 	paths, views, err := shareViews(spec.Shares)
 	if err != nil {
 		return nil, fmt.Errorf("xen: create %s: %w", spec.Name, err)
@@ -190,6 +206,84 @@ func (h *Hypervisor) Create(ctx context.Context, spec hypervisor.DomainSpec) (_ 
 		return nil, err
 	}
 	return d, nil
+}
+
+// claim takes an idle pool guest that fits spec, if there is one, and
+// gives it spec's disks and console log. It returns nil, nil when there is
+// none (or the pool cannot be read): the caller boots a guest.
+func (h *Hypervisor) claim(ctx context.Context, spec hypervisor.DomainSpec) (*domain, error) {
+	if len(spec.Shares) > 0 {
+		// libxl starts the 9pfs backend only when it builds a domain.
+		h.log.Log(xtl.Info, fmt.Sprintf("xen: %s: directory volumes need a guest of their own", spec.Name))
+		return nil, nil
+	}
+	if _, err := domainConfig(spec, nil); err != nil {
+		return nil, nil // boot reports it
+	}
+	key, err := PoolKey(spec)
+	if err != nil {
+		return nil, nil // boot reports what is wrong with the files
+	}
+	for {
+		start := time.Now()
+		info, ok, err := claimIdle(h.xl, key, spec)
+		if err != nil {
+			h.log.Log(xtl.Warn, fmt.Sprintf("xen: %s: %v; booting a guest instead", spec.Name, err))
+			return nil, nil
+		}
+		if !ok {
+			h.log.Log(xtl.Info, fmt.Sprintf("xen: %s: no idle pool guest of key %s fits", spec.Name, key))
+			return nil, nil
+		}
+		d := &domain{h: h, name: spec.Name, domid: info.Domid, uuid: info.UUID}
+		if now, err := d.info(); err != nil || now.Shutdown || now.Dying {
+			// It stopped since it was listed: it is ours now, so clear it
+			// away and try the next one.
+			if err := d.Destroy(context.Background()); err != nil {
+				h.log.Log(xtl.Warn, err.Error())
+			}
+			continue
+		}
+		if err := h.adopt(ctx, d, spec); err != nil {
+			return nil, fmt.Errorf("xen: create %s from an idle pool guest: %w", spec.Name, err)
+		}
+		h.log.Log(xtl.Info, fmt.Sprintf("xen: %s: claimed idle pool guest %s (domain %d) in %v",
+			spec.Name, info.Name, d.domid, time.Since(start).Round(time.Millisecond)))
+		return d, nil
+	}
+}
+
+// adopt gives a claimed guest spec's disks and console log. On error the
+// guest is destroyed: a claimed guest never returns to the pool.
+func (h *Hypervisor) adopt(ctx context.Context, d *domain, spec hypervisor.DomainSpec) (err error) {
+	defer func() {
+		if err != nil {
+			if derr := d.Destroy(context.Background()); derr != nil {
+				err = errors.Join(err, derr)
+			}
+		}
+	}()
+	cfg, err := domainConfig(spec, nil)
+	if err != nil {
+		return err
+	}
+	if err := h.attachDisks(d, cfg.Disks); err != nil {
+		return err
+	}
+	for _, disk := range cfg.Disks {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := h.xl.DiskAdd(d.domid, disk); err != nil {
+			return fmt.Errorf("disk %s: %w", disk.Vdev, err)
+		}
+	}
+	if spec.ConsoleLog != "" {
+		if d.console, err = h.captureConsole(ctx, d.domid, spec.ConsoleLog); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // attachDisks puts the image files among disks on loop devices of their
