@@ -54,7 +54,8 @@ var poolCommand = &cli.Command{
 	Description: `The pool section of the configuration file sizes the pool:
    {"pool": {"size": 2, "memoryMiB": 256, "vcpus": 1}}
 A container lands in an idle guest when its guest has the pool's kernel,
-initramfs, type, command line, memory and vCPUs; otherwise create boots one.`,
+initramfs, type, command line and vCPUs, at most its memory and no CPU
+pinning; otherwise create boots one.`,
 	Subcommands: []*cli.Command{
 		{
 			Name:  "start",

@@ -47,8 +47,15 @@ func (c *Context) RenameDomain(domid uint32, oldName, newName string) error {
 		name := C.libxl_domid_to_name(p, C.uint32_t(domid))
 		if name != nil {
 			defer C.free(unsafe.Pointer(name))
-			if C.GoString(name) != oldName {
-				return fmt.Errorf("libxl: rename domain %d from %s: it is named %s now: %w", domid, oldName, C.GoString(name), ErrNameChanged)
+			switch now := C.GoString(name); now {
+			case newName:
+				// The transaction went through; what failed after it
+				// (libxl's copy of the domain config) does not matter
+				// to vxn.
+				return nil
+			case oldName:
+			default:
+				return fmt.Errorf("libxl: rename domain %d from %s: it is named %s now: %w", domid, oldName, now, ErrNameChanged)
 			}
 		}
 		return check("domain_rename "+oldName+" to "+newName, domid, rc)

@@ -145,6 +145,30 @@ func domid(t *testing.T, id string) uint32 {
 	return uint32(n)
 }
 
+// waitMemory waits until container id's guest has at most mib MiB, as
+// `xl list` shows it (the balloon driver gives memory back gradually).
+func waitMemory(t *testing.T, id string, mib int) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		out, err := exec.Command("xl", "list", "vxn-"+id).Output()
+		if err != nil {
+			t.Fatalf("xl list vxn-%s: %v", id, err)
+		}
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		f := strings.Fields(lines[len(lines)-1])
+		if len(f) > 2 {
+			if got, err := strconv.Atoi(f[2]); err == nil && got <= mib {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("guest of %s still has more than %d MiB after a minute:\n%s", id, mib, out)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
 func median(ds []time.Duration) time.Duration {
 	s := slices.Clone(ds)
 	slices.Sort(s)
@@ -209,6 +233,19 @@ func TestPoolWarmCreate(t *testing.T) {
 	if len(idle) != 1 {
 		t.Errorf("run took %d idle guests (%v are gone), want 1", len(idle), idle)
 	}
+
+	// A smaller guest lands in an idle guest, whose memory goes down to
+	// what it asked for.
+	idle = waitPool(t, c, 2, nil)
+	small, spec := testutil.Bundle(t, "sh", "-c", "exit 0")
+	spec.Annotations = map[string]string{"org.vxn.memory-mib": strconv.Itoa(poolMemoryMiB - 32)}
+	testutil.WriteSpec(t, small, spec)
+	timedCreate(t, c, small, "small")
+	if got := domid(t, "small"); !slices.Contains(idle, got) {
+		t.Errorf("a %d MiB guest was not taken from a pool of %d MiB guests", poolMemoryMiB-32, poolMemoryMiB)
+	}
+	waitMemory(t, "small", poolMemoryMiB-32)
+	finish(t, c, "small")
 
 	// A guest of another size boots cold and leaves the pool alone.
 	idle = waitPool(t, c, 2, nil)

@@ -114,16 +114,18 @@ func idle(info libxl.DomainInfo) bool {
 }
 
 // fits reports whether an idle guest called pn can serve spec, whose
-// image has key: same image and vCPUs, and exactly the memory asked for
-// (a guest keeps the memory it booted with).
+// image has key: same image and vCPUs, at least the memory asked for
+// (the claimer lowers it), and no CPU affinity asked for (it is set when a
+// domain is built).
 func fits(pn poolName, key string, spec hypervisor.DomainSpec) bool {
-	return pn.key == key && pn.vcpus == vcpus(spec) && pn.memoryMiB == spec.MemoryMiB
+	return pn.key == key && pn.vcpus == vcpus(spec) && pn.memoryMiB >= spec.MemoryMiB && len(spec.CPU.Affinity) == 0
 }
 
 // claimIdle claims an idle guest that fits spec by renaming it to
-// spec.Name, the oldest first (the likeliest to have finished booting).
-// It returns false when none is left; a guest another claimer took first
-// is skipped.
+// spec.Name: of the smallest that fit, the oldest (the likeliest to have
+// finished booting). It returns false when none is left; a guest another
+// claimer took first is skipped. The DomainInfo has the name the guest
+// had.
 func claimIdle(xl poolXL, key string, spec hypervisor.DomainSpec) (libxl.DomainInfo, bool, error) {
 	doms, err := xl.ListDomains()
 	if err != nil {
@@ -135,12 +137,18 @@ func claimIdle(xl poolXL, key string, spec hypervisor.DomainSpec) (libxl.DomainI
 			cands = append(cands, d)
 		}
 	}
-	sort.Slice(cands, func(i, j int) bool { return cands[i].Domid < cands[j].Domid })
+	memory := func(d libxl.DomainInfo) uint64 { pn, _ := parsePoolName(d.Name); return pn.memoryMiB }
+	sort.Slice(cands, func(i, j int) bool {
+		if mi, mj := memory(cands[i]), memory(cands[j]); mi != mj {
+			return mi < mj
+		}
+		return cands[i].Domid < cands[j].Domid
+	})
 	for _, d := range cands {
 		err := xl.RenameDomain(d.Domid, d.Name, spec.Name)
 		switch {
 		case err == nil:
-			return d, true, nil // d.Name is the name it had
+			return d, true, nil
 		case errors.Is(err, libxl.ErrNameChanged) || errors.Is(err, libxl.ErrDomainNotFound):
 			// Another claimer (or the pool retiring it) was first.
 		default:
@@ -307,7 +315,7 @@ func (p *Pool) Reconcile(ctx context.Context) error {
 			continue
 		}
 		pn, ok := parsePoolName(d.Name)
-		ours := ok && fits(pn, p.key, p.spec)
+		ours := ok && pn.key == p.key && pn.memoryMiB == p.spec.MemoryMiB && pn.vcpus == p.spec.VCPUs
 		if ours {
 			used[pn.n] = true // its name, until it is gone
 		}

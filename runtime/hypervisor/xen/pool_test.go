@@ -169,10 +169,13 @@ func TestPoolNames(t *testing.T) {
 	if !ok || pn != (poolName{key: "0123abcd", memoryMiB: 256, vcpus: 2, n: 7}) {
 		t.Errorf("parse(%s) = %+v, %v", name, pn, ok)
 	}
-	if !fits(pn, "0123abcd", spec) {
-		t.Errorf("%s does not fit %+v", name, spec)
+	for _, ok := range []hypervisor.DomainSpec{spec, {MemoryMiB: 128, VCPUs: 2}, {MemoryMiB: 256, VCPUs: 2, CPU: hypervisor.CPU{Weight: 64, CapPercent: 50}}} {
+		if !fits(pn, "0123abcd", ok) {
+			t.Errorf("%s does not fit %+v", name, ok)
+		}
 	}
-	for _, other := range []hypervisor.DomainSpec{{MemoryMiB: 128, VCPUs: 2}, {MemoryMiB: 512, VCPUs: 2}, {MemoryMiB: 256, VCPUs: 1}} {
+	for _, other := range []hypervisor.DomainSpec{{MemoryMiB: 257, VCPUs: 2}, {MemoryMiB: 256, VCPUs: 1}, {MemoryMiB: 256, VCPUs: 3},
+		{MemoryMiB: 256, VCPUs: 2, CPU: hypervisor.CPU{Affinity: []int{1}}}} {
 		if fits(pn, "0123abcd", other) {
 			t.Errorf("%s fits %+v", name, other)
 		}
@@ -197,12 +200,13 @@ func TestClaimIdle(t *testing.T) {
 	spec := hypervisor.DomainSpec{Name: "vxn-c1", MemoryMiB: 128, VCPUs: 1}
 	xl.add("vxn-other")
 	xl.add(poolGuestName("aaaaaaaa", spec, 0))                                            // other image
-	xl.add(poolGuestName("bbbbbbbb", hypervisor.DomainSpec{MemoryMiB: 256}, 1))           // other memory
+	xl.add(poolGuestName("bbbbbbbb", hypervisor.DomainSpec{MemoryMiB: 64}, 1))            // too small
 	xl.add(poolGuestName("bbbbbbbb", hypervisor.DomainSpec{MemoryMiB: 128, VCPUs: 2}, 2)) // other vCPUs
 	paused := xl.add(poolGuestName("bbbbbbbb", spec, 3))
 	xl.set(paused, func(d *libxl.DomainInfo) { d.Paused = true })
 	crashed := xl.add(poolGuestName("bbbbbbbb", spec, 4))
 	xl.set(crashed, func(d *libxl.DomainInfo) { d.Shutdown, d.ShutdownReason = true, libxl.ShutdownCrash })
+	bigger := xl.add(poolGuestName("bbbbbbbb", hypervisor.DomainSpec{MemoryMiB: 256, VCPUs: 1}, 6))
 	older := xl.add(poolGuestName("bbbbbbbb", spec, 5))
 	newer := xl.add(poolGuestName("bbbbbbbb", spec, 0))
 
@@ -215,8 +219,12 @@ func TestClaimIdle(t *testing.T) {
 		t.Fatalf("second claim = %+v, %v, %v; want domain %d", info, ok, err, newer)
 	}
 	spec.Name = "vxn-c3"
+	if info, ok, err = claimIdle(xl, "bbbbbbbb", spec); err != nil || !ok || info.Domid != bigger {
+		t.Fatalf("third claim = %+v, %v, %v; want the bigger guest %d", info, ok, err, bigger)
+	}
+	spec.Name = "vxn-c4"
 	if info, ok, err = claimIdle(xl, "bbbbbbbb", spec); err != nil || ok {
-		t.Fatalf("third claim = %+v, %v, %v; want none left", info, ok, err)
+		t.Fatalf("fourth claim = %+v, %v, %v; want none left", info, ok, err)
 	}
 	names := fmt.Sprint(xl.names())
 	for _, want := range []string{"vxn-c1", "vxn-c2", poolGuestName("bbbbbbbb", spec, 3), poolGuestName("bbbbbbbb", spec, 4)} {

@@ -244,7 +244,7 @@ func (h *Hypervisor) claim(ctx context.Context, spec hypervisor.DomainSpec) (*do
 			}
 			continue
 		}
-		if err := h.adopt(ctx, d, spec); err != nil {
+		if err := h.adopt(ctx, d, spec, info.Name); err != nil {
 			return nil, fmt.Errorf("xen: create %s from an idle pool guest: %w", spec.Name, err)
 		}
 		h.log.Log(xtl.Info, fmt.Sprintf("xen: %s: claimed idle pool guest %s (domain %d) in %v",
@@ -253,9 +253,10 @@ func (h *Hypervisor) claim(ctx context.Context, spec hypervisor.DomainSpec) (*do
 	}
 }
 
-// adopt gives a claimed guest spec's disks and console log. On error the
-// guest is destroyed: a claimed guest never returns to the pool.
-func (h *Hypervisor) adopt(ctx context.Context, d *domain, spec hypervisor.DomainSpec) (err error) {
+// adopt gives a claimed guest, which had poolName, spec's disks, console
+// log, memory (a pool guest has at least as much) and CPU share. On error
+// the guest is destroyed: a claimed guest never returns to the pool.
+func (h *Hypervisor) adopt(ctx context.Context, d *domain, spec hypervisor.DomainSpec, poolName string) (err error) {
 	defer func() {
 		if err != nil {
 			if derr := d.Destroy(context.Background()); derr != nil {
@@ -283,7 +284,11 @@ func (h *Hypervisor) adopt(ctx context.Context, d *domain, spec hypervisor.Domai
 			return err
 		}
 	}
-	return nil
+	r := hypervisor.Resources{CPU: spec.CPU}
+	if pn, ok := parsePoolName(poolName); ok && pn.memoryMiB > spec.MemoryMiB {
+		r.MemoryMiB = spec.MemoryMiB
+	}
+	return d.SetResources(ctx, r)
 }
 
 // attachDisks puts the image files among disks on loop devices of their
