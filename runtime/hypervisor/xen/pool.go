@@ -59,7 +59,8 @@ func PoolKey(spec hypervisor.DomainSpec) (string, error) {
 		typ = hypervisor.GuestPV
 	}
 	fmt.Fprintf(h, "type %q\ncmdline %q\n", typ, spec.Cmdline)
-	for what, p := range map[string]string{"kernel": spec.Kernel, "initramfs": spec.Ramdisk} {
+	for _, f := range []struct{ what, path string }{{"kernel", spec.Kernel}, {"initramfs", spec.Ramdisk}} {
+		what, p := f.what, f.path
 		st, err := os.Stat(p)
 		if err != nil {
 			return "", fmt.Errorf("pool: guest %s: %w", what, err)
