@@ -198,7 +198,7 @@ func (b *bench) setup() error {
 	if err != nil {
 		return err
 	}
-	b.r.VXNVersion = strings.TrimSpace(v)
+	b.r.VXNVersion, _, _ = strings.Cut(strings.TrimSpace(v), "\n")
 	mem, err := os.ReadFile("/proc/meminfo")
 	if err != nil {
 		return err
