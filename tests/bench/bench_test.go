@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
 	"math"
 	"os"
@@ -251,5 +252,32 @@ func TestTargetMissed(t *testing.T) {
 	}
 	if tg := newTarget("x", ">= 0.5", 0.4, 0.5, true, ""); tg.Status != "missed" {
 		t.Errorf("%+v", tg)
+	}
+}
+
+func TestPoolClaimed(t *testing.T) {
+	var before, after poolGuests
+	js := `{"running": true, "guests": [{"name": "vxnpool-k-128m1v-0", "domid": 7, "ready": true, "current": true},
+		{"name": "vxnpool-k-128m1v-1", "domid": 8, "ready": true, "current": true},
+		{"name": "vxnpool-k-128m1v-2", "domid": 9, "ready": false, "current": true},
+		{"name": "vxnpool-old-128m1v-0", "domid": 5, "ready": true, "current": false}]}`
+	if err := json.Unmarshal([]byte(js), &before); err != nil {
+		t.Fatal(err)
+	}
+	ready := before.ready()
+	if len(ready) != 2 || !ready[7] || !ready[8] {
+		t.Fatalf("ready = %v", ready)
+	}
+	if before.claimedFrom(ready) {
+		t.Error("claimed with nothing gone")
+	}
+	// Guest 7 was claimed; its replacement has its name and domid 10.
+	js = `{"running": true, "guests": [{"name": "vxnpool-k-128m1v-0", "domid": 10, "ready": false, "current": true},
+		{"name": "vxnpool-k-128m1v-1", "domid": 8, "ready": true, "current": true}]}`
+	if err := json.Unmarshal([]byte(js), &after); err != nil {
+		t.Fatal(err)
+	}
+	if !after.claimedFrom(ready) {
+		t.Error("the claim of domain 7 was not seen")
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -141,22 +142,37 @@ func hasCommand(help, name string) bool {
 
 // poolGuests is `vxn pool status --format json`, the fields the bench uses.
 type poolGuests struct {
-	Running bool `json:"running"`
-	Guests  []struct {
-		Name    string `json:"name"`
-		Ready   bool   `json:"ready"`
-		Current bool   `json:"current"`
-	} `json:"guests"`
+	Running bool        `json:"running"`
+	Guests  []poolGuest `json:"guests"`
 }
 
-func (p poolGuests) ready() (names map[string]bool) {
-	names = map[string]bool{}
+type poolGuest struct {
+	Domid   uint32 `json:"domid"`
+	Ready   bool   `json:"ready"`
+	Current bool   `json:"current"`
+}
+
+// ready returns the domids of the idle guests a create may claim.
+func (p poolGuests) ready() map[uint32]bool {
+	ids := map[uint32]bool{}
 	for _, g := range p.Guests {
 		if g.Ready && g.Current {
-			names[g.Name] = true
+			ids[g.Domid] = true
 		}
 	}
-	return names
+	return ids
+}
+
+// claimedFrom says whether one of the ready guests has left the pool. By
+// domid: the manager may give a replacement the name of the guest it
+// replaces, never its domid.
+func (p poolGuests) claimedFrom(ready map[uint32]bool) bool {
+	for id := range ready {
+		if !slices.ContainsFunc(p.Guests, func(g poolGuest) bool { return g.Domid == id }) {
+			return true
+		}
+	}
+	return false
 }
 
 func (v vxnCLI) poolStatus() (poolGuests, error) {
@@ -171,8 +187,8 @@ func (v vxnCLI) poolStatus() (poolGuests, error) {
 	return p, nil
 }
 
-// waitPool waits until size idle guests are ready and returns their names.
-func (v vxnCLI) waitPool(size int, timeout time.Duration) (map[string]bool, error) {
+// waitPool waits until size idle guests are ready and returns their domids.
+func (v vxnCLI) waitPool(size int, timeout time.Duration) (map[uint32]bool, error) {
 	deadline := time.Now().Add(timeout)
 	for {
 		p, err := v.poolStatus()

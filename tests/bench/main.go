@@ -508,8 +508,8 @@ func (b *bench) vchan() error {
 
 // warm measures vxn run with a pool: before each run the pool is full
 // (so the run's own boot is never what it waits for, and no replacement
-// boots while it runs); a run counts when an idle guest it saw ready
-// is gone after it.
+// boots while it runs); a run counts as warm when an idle guest that was
+// ready before it has left the pool after it.
 func (b *bench) warm() (err error) {
 	t := timing{Key: keyWarm, Name: "vxn run true, warm"}
 	var times samples
@@ -556,15 +556,8 @@ func (b *bench) warm() (err error) {
 		if err != nil {
 			return err
 		}
-		now := map[string]bool{}
-		for _, g := range p.Guests {
-			now[g.Name] = true
-		}
-		for name := range ready {
-			if !now[name] {
-				claimed++
-				break
-			}
+		if p.claimedFrom(ready) {
+			claimed++
 		}
 		fmt.Fprintf(os.Stderr, "bench: warm %d/%d: %s\n", i+1, b.o.n, seconds(d))
 	}
