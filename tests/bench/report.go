@@ -106,7 +106,7 @@ type memoryResult struct {
 	MonitorRSSMedian float64   `json:"monitor_rss_median_mib,omitempty"`
 	MonitorRSSMax    float64   `json:"monitor_rss_max_mib,omitempty"`
 	// StdioMonitorHWMMiB: VmHWM of the monitor that relayed the stdio
-	// transfers, after them.
+	// transfers, after them: its peak over its whole life, create included.
 	StdioMonitorHWMMiB float64 `json:"stdio_monitor_hwm_mib,omitempty"`
 	AvailBeforeMiB     float64 `json:"memavailable_before_mib,omitempty"`
 	AvailAfterMiB      float64 `json:"memavailable_after_mib,omitempty"`
@@ -279,7 +279,7 @@ func (r *report) write(w io.Writer) error {
 	} else {
 		note := fmt.Sprintf("largest %.1f MiB", m.MonitorRSSMax)
 		if m.StdioMonitorHWMMiB > 0 {
-			note += fmt.Sprintf("; peak (VmHWM) of the monitor that relayed stdio %.1f MiB", m.StdioMonitorHWMMiB)
+			note += fmt.Sprintf("; VmHWM over the life (create, stdio transfers) of the monitor that relayed stdio %.1f MiB", m.StdioMonitorHWMMiB)
 		}
 		fmt.Fprintf(tw, "monitor RSS (VmRSS), containers running\t%d\t%.1f MiB\t\t\t%s\n", len(m.MonitorRSSMiB), m.MonitorRSSMedian, note)
 		fmt.Fprintf(tw, "dom0 memory per running container\t%d\t%.1f MiB\t\t\tMemAvailable %.0f -> %.0f MiB with %d running\n",
