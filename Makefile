@@ -6,6 +6,7 @@
 #   make conformance  the OCI validation suite, vxn against runc, on real Xen
 #   make unit       only the tests that need no Xen
 #   make e2e        only the e2e suite (boots Xen 4.17 in QEMU)
+#   make engines    podman, Docker and containerd on vxn, on real Xen in QEMU
 #   make demo       run a busybox container on real Xen (in QEMU here)
 #   make bench      vxn against runc and bare Xen, one table (BENCH_N runs)
 #   make install    install vxn and the guest image under PREFIX
@@ -23,7 +24,7 @@ GUEST_TAGS    := netgo,osusergo
 
 GOFILES := $(shell find . -name '*.go' -not -path './out/*') go.mod go.sum
 
-.PHONY: all build guest test unit fuzz e2e demo bench install clean
+.PHONY: all build guest test unit fuzz e2e engines demo bench install clean
 
 all: build guest
 
@@ -40,7 +41,7 @@ guest: $(OUT)/initramfs.img
 $(OUT)/initramfs.img: $(OUT)/guestinit
 	$(GO) run ./guestinit/mkinitramfs -init $(OUT)/guestinit -o $@
 
-test: unit e2e
+test: unit e2e engines
 
 unit: $(OUT)/guestinit
 	test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
@@ -55,6 +56,14 @@ e2e: build guest
 	$(GO) test -c -o $(OUT)/e2e.test ./tests/e2e
 	$(GO) run ./tests/xenvm -results $(OUT)/e2e-results -- $(OUT)/e2e.test -test.v -test.timeout 40m \
 		-vxn $(abspath $(OUT)/vxn) -initramfs $(abspath $(OUT)/initramfs.img)
+
+# The engine suite (tests/engines): run one test with
+# make engines ENGINES_FLAGS='-test.run TestPodmanExec'
+ENGINES_FLAGS ?=
+engines: build guest
+	$(GO) test -c -o $(OUT)/engines.test ./tests/engines
+	$(GO) run ./tests/xenvm -results $(OUT)/engines-results -- $(OUT)/engines.test -test.v -test.timeout 30m \
+		-vxn $(abspath $(OUT)/vxn) -initramfs $(abspath $(OUT)/initramfs.img) $(ENGINES_FLAGS)
 
 demo: build guest
 	$(GO) run ./tests/xenvm -results $(OUT)/demo-results -- sh tests/demo.sh $(abspath $(OUT)/vxn)
