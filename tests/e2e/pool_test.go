@@ -183,13 +183,20 @@ func timedCreate(t *testing.T, c testutil.CLI, bundle, id string) time.Duration 
 	return time.Since(start)
 }
 
-// finish starts a created container, waits until it stops and deletes it.
-func finish(t *testing.T, c testutil.CLI, id string) {
+// finish starts created containers, waits until they stop and deletes
+// them.
+func finish(t *testing.T, c testutil.CLI, ids ...string) {
 	t.Helper()
-	c.MustRun(t, "start", id)
-	c.WaitStatus(t, id, specs.StateStopped, 2*time.Minute)
-	c.MustRun(t, "delete", id)
-	assertClean(t, c, id)
+	for _, id := range ids {
+		c.MustRun(t, "start", id)
+	}
+	for _, id := range ids {
+		c.WaitStatus(t, id, specs.StateStopped, 2*time.Minute)
+		c.MustRun(t, "delete", id)
+	}
+	for _, id := range ids {
+		assertClean(t, c, id)
+	}
 }
 
 // TestPoolWarmCreate: containers land in idle guests, run correctly and
@@ -287,8 +294,7 @@ func TestPoolConcurrentClaims(t *testing.T) {
 	if d1 == d2 || !slices.Contains(idle, d1) || !slices.Contains(idle, d2) {
 		t.Errorf("concurrent creates got domains %d and %d; idle guests were %v", d1, d2, idle)
 	}
-	finish(t, c, "race1")
-	finish(t, c, "race2")
+	finish(t, c, "race1", "race2")
 }
 
 // TestPoolReplacesDeadGuest: an idle guest destroyed behind the pool's
