@@ -53,12 +53,17 @@ func TestVolumeReadWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	b, spec := testutil.Bundle(t, "sh", "-c", `cat /data/in > /data/in-copy
-echo from-guest > /data/out.tmp && busybox chown 1234:1235 /data/out.tmp && busybox mv /data/out.tmp /data/out
+echo owned > /data/owned && busybox chown 1234:1235 /data/owned
+echo from-guest > /data/out.tmp && busybox mv /data/out.tmp /data/out
 i=0; while [ ! -e /data/late ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done
 cat /data/late > /data/late-copy
 dd if=/dev/zero of=/data/big bs=1M count=16 2> /data/dd-write
 dd if=/data/big of=/dev/null bs=1M 2> /data/dd-read`)
 	spec.Mounts = append(spec.Mounts, specs.Mount{Destination: "/data", Type: "bind", Source: vol, Options: []string{"rbind", "rw"}})
+	caps := spec.Process.Capabilities
+	caps.Bounding = append(caps.Bounding, "CAP_CHOWN")
+	caps.Effective = append(caps.Effective, "CAP_CHOWN")
+	caps.Permitted = append(caps.Permitted, "CAP_CHOWN")
 	testutil.WriteSpec(t, b, spec)
 	id := "vol-rw"
 	start := time.Now()
@@ -72,7 +77,7 @@ dd if=/data/big of=/dev/null bs=1M 2> /data/dd-read`)
 	if string(got) != "from-guest\n" {
 		t.Errorf("the container wrote %q", got)
 	}
-	if fi, err := os.Stat(filepath.Join(vol, "out")); err != nil {
+	if fi, err := os.Stat(filepath.Join(vol, "owned")); err != nil {
 		t.Error(err)
 	} else if st := fi.Sys().(*syscall.Stat_t); st.Uid != 1234 || st.Gid != 1235 {
 		t.Errorf("owner on the host %d:%d, want the container's 1234:1235", st.Uid, st.Gid)
