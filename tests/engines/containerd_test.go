@@ -23,6 +23,7 @@ var ctrImage setupOnce
 // imports the image, once.
 func containerdSetup(t testing.TB) {
 	t.Helper()
+	needMachine(t)
 	containerd.start(t, "engines-containerd.log", func() error {
 		return quietRun("ctr", "version")
 	}, "containerd")

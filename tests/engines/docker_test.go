@@ -34,6 +34,7 @@ var dockerImage setupOnce
 // dockerSetup starts containerd and dockerd and loads the image, once.
 func dockerSetup(t testing.TB) {
 	t.Helper()
+	needMachine(t)
 	containerdSetup(t)
 	dockerd.start(t, "engines-dockerd.log", func() error {
 		return quietRun(dockerBin, "version", "--format", "{{.Server.Version}}")

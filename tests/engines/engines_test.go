@@ -9,7 +9,8 @@
 // /etc/containers/containers.conf, /etc/containers/storage.conf and
 // /etc/docker/daemon.json. So they run only in the dom0 of the
 // tests/xenvm machine (XENVM=1, everything written there is thrown away):
-// `make engines`. Elsewhere they skip.
+// `make engines`. Elsewhere they skip, except TestImageArchive, which
+// checks the image archive the engines load.
 //
 // Daemons start once, when the first test of their engine needs them, and
 // serve every test of that engine; their logs go to $XENVM_RESULTS.
@@ -57,9 +58,10 @@ var storageDirs = []string{"/var/lib/containers", "/var/lib/docker", "/var/lib/c
 func TestMain(m *testing.M) {
 	flag.Parse()
 	caps, _ := os.ReadFile("/proc/xen/capabilities")
-	if !strings.Contains(string(caps), "control_d") || os.Getenv("XENVM") != "1" {
-		fmt.Println("engines: not in the dom0 of the tests/xenvm machine; skipping (run `make engines`)")
-		os.Exit(0)
+	inMachine = strings.Contains(string(caps), "control_d") && os.Getenv("XENVM") == "1"
+	if !inMachine {
+		// Only the tests that need no engine run (the image's).
+		os.Exit(m.Run())
 	}
 	if !filepath.IsAbs(*vxnBin) || *initramfs == "" {
 		fmt.Println("engines: -vxn (an absolute path) and -initramfs are required")
@@ -77,6 +79,17 @@ func TestMain(m *testing.M) {
 	stopDaemons()
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// inMachine says that the tests run in the dom0 of the tests/xenvm machine.
+var inMachine bool
+
+// needMachine skips a test that runs an engine outside the machine.
+func needMachine(t testing.TB) {
+	t.Helper()
+	if !inMachine {
+		t.Skip("not in the dom0 of the tests/xenvm machine (run `make engines`)")
+	}
 }
 
 // setupMachine prepares storage, the configuration files and the image.

@@ -7,9 +7,12 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
+	"testing"
 	"time"
 )
 
@@ -135,4 +138,94 @@ func busyboxLayer() ([]byte, error) {
 		return nil, err
 	}
 	return buf.Bytes(), nil
+}
+
+// TestImageArchive checks the archive the engines load: its manifest
+// names the config and the layer, the config's diff_id is the layer's
+// digest, and the layer holds busybox with its applets and /etc/passwd.
+func TestImageArchive(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "image.tar")
+	if err := writeImageArchive(path, image); err != nil {
+		t.Fatal(err)
+	}
+	archive, _ := readTar(t, mustRead(t, path))
+	var manifest []struct {
+		Config   string
+		RepoTags []string
+		Layers   []string
+	}
+	if err := json.Unmarshal(archive["manifest.json"], &manifest); err != nil {
+		t.Fatalf("manifest.json: %v", err)
+	}
+	if len(manifest) != 1 || len(manifest[0].RepoTags) != 1 || manifest[0].RepoTags[0] != image || len(manifest[0].Layers) != 1 {
+		t.Fatalf("manifest.json: %+v", manifest)
+	}
+	var config struct {
+		Architecture, OS string
+		RootFS           struct {
+			DiffIDs []string `json:"diff_ids"`
+		} `json:"rootfs"`
+	}
+	if err := json.Unmarshal(archive[manifest[0].Config], &config); err != nil {
+		t.Fatalf("config %s: %v", manifest[0].Config, err)
+	}
+	layer, ok := archive[manifest[0].Layers[0]]
+	if !ok {
+		t.Fatalf("no layer %s in the archive", manifest[0].Layers[0])
+	}
+	sum := sha256.Sum256(layer)
+	if config.Architecture != "amd64" || config.OS != "linux" || len(config.RootFS.DiffIDs) != 1 || config.RootFS.DiffIDs[0] != "sha256:"+hex.EncodeToString(sum[:]) {
+		t.Errorf("config: %+v, want amd64/linux and the layer's digest %x", config, sum)
+	}
+	configSum := sha256.Sum256(archive[manifest[0].Config])
+	if manifest[0].Config != hex.EncodeToString(configSum[:])+".json" {
+		t.Errorf("config file %s is not named after its digest", manifest[0].Config)
+	}
+	files, links := readTar(t, layer)
+	if bb := files["bin/busybox"]; len(bb) == 0 || !bytes.Equal(bb, mustRead(t, busybox)) {
+		t.Errorf("bin/busybox is not %s", busybox)
+	}
+	if !strings.HasPrefix(string(files["etc/passwd"]), "root:x:0:0:") {
+		t.Errorf("etc/passwd: %q", files["etc/passwd"])
+	}
+	for _, applet := range []string{"sh", "sleep", "uname", "stty", "tty"} {
+		if got, ok := links[applet]; !ok || got != "busybox" {
+			t.Errorf("bin/%s: link to %q, want busybox", applet, got)
+		}
+	}
+}
+
+// readTar returns a tar's regular files and its symlinks' targets by name.
+func readTar(t *testing.T, data []byte) (files map[string][]byte, links map[string]string) {
+	t.Helper()
+	files, links = map[string][]byte{}, map[string]string{}
+	tr := tar.NewReader(bytes.NewReader(data))
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return files, links
+		}
+		if err != nil {
+			t.Fatalf("reading a tar: %v", err)
+		}
+		switch h.Typeflag {
+		case tar.TypeReg:
+			b, err := io.ReadAll(tr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			files[h.Name] = b
+		case tar.TypeSymlink:
+			links[strings.TrimPrefix(h.Name, "bin/")] = h.Linkname
+		}
+	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

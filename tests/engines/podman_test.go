@@ -53,6 +53,7 @@ var podmanImage setupOnce
 // podmanSetup loads the image into podman's storage, once.
 func podmanSetup(t testing.TB) {
 	t.Helper()
+	needMachine(t)
 	podmanImage.do(t, func(t testing.TB) string {
 		mustPodman(t, "load", "-i", imageArchive)
 		mustPodman(t, "image", "exists", image)
