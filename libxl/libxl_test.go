@@ -263,3 +263,15 @@ func TestNewWithoutXen(t *testing.T) {
 	}
 	t.Logf("%v; logged %q", err, msgs)
 }
+
+func TestRenameDomainChecksNames(t *testing.T) {
+	var c Context // closed: a call that got past the checks would say ErrClosed
+	for _, names := range [][2]string{{"", "vxn-a"}, {"vxnpool-1", ""}, {"a\x00b", "vxn-a"}, {"vxnpool-1", "vxn-\x00"}} {
+		if err := c.RenameDomain(1, names[0], names[1]); err == nil || errors.Is(err, ErrClosed) {
+			t.Errorf("rename %q to %q: %v", names[0], names[1], err)
+		}
+	}
+	if err := c.RenameDomain(1, "vxnpool-1", "vxn-a"); !errors.Is(err, ErrClosed) {
+		t.Errorf("valid names: %v, want ErrClosed", err)
+	}
+}
