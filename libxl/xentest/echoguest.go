@@ -37,20 +37,16 @@ func GuestKernel() (string, string, error) {
 
 // EchoInitramfs writes to out an initramfs holding the echo guest binary
 // bin (statically linked) as /init and the modules it loads, taken from
-// the guest kernel's module tree, and returns that kernel.
-func EchoInitramfs(bin, out string) (kernel string, err error) {
-	kernel, version, err := GuestKernel()
-	if err != nil {
-		return "", err
-	}
+// the module tree of the guest kernel of that version.
+func EchoInitramfs(bin, version, out string) error {
 	files := map[string]string{"init": bin}
 	for _, m := range guestModules {
 		files["modules/"+filepath.Base(m)] = filepath.Join("/lib/modules", version, "kernel", m)
 	}
 	if err := writeInitramfs(out, files); err != nil {
-		return "", fmt.Errorf("echo guest initramfs %s: %w", out, err)
+		return fmt.Errorf("echo guest initramfs %s: %w", out, err)
 	}
-	return kernel, nil
+	return nil
 }
 
 // writeInitramfs writes a newc cpio archive: /dev/console, /dev, /proc,

@@ -35,9 +35,12 @@ func EchoGuest(t testing.TB) (kernel, initramfs string) {
 		t.Fatalf("%s is not set: build the guest with CGO_ENABLED=1 go build -o out/echoguest "+
 			"-ldflags '-linkmode external -extldflags \"-static\"' ./libxl/vchan/testdata/echoguest", EchoGuestEnv)
 	}
-	initramfs = filepath.Join(t.TempDir(), "echoguest.cpio")
-	kernel, err := EchoInitramfs(bin, initramfs)
+	kernel, version, err := GuestKernel()
 	if err != nil {
+		t.Fatal(err)
+	}
+	initramfs = filepath.Join(t.TempDir(), "echoguest.cpio")
+	if err := EchoInitramfs(bin, version, initramfs); err != nil {
 		t.Fatal(err)
 	}
 	return kernel, initramfs
