@@ -25,6 +25,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -36,7 +37,7 @@ import (
 var (
 	vxnBin    = flag.String("vxn", "", "vxn binary under test (absolute path)")
 	initramfs = flag.String("initramfs", "", "guest initramfs (make guest)")
-	kernel    = flag.String("kernel", "", "guest kernel (default: vxn's, the newest /boot/vmlinuz-*-cloud-amd64)")
+	kernel    = flag.String("kernel", "", "guest kernel (default: vxn's)")
 )
 
 // image is the busybox image every engine runs, loaded from imageArchive.
@@ -44,7 +45,7 @@ const image = "localhost/vxn-busybox:latest"
 
 var (
 	imageArchive string // docker-archive tarball (see image_test.go)
-	hostKernel   string // dom0's kernel release: a container must not see it
+	dom0UUID     string // dom0's /sys/hypervisor/uuid: a container must not see it
 	resultsDir   = os.Getenv("XENVM_RESULTS")
 )
 
@@ -94,11 +95,11 @@ func needMachine(t testing.TB) {
 
 // setupMachine prepares storage, the configuration files and the image.
 func setupMachine(dir string) error {
-	var uts unix.Utsname
-	if err := unix.Uname(&uts); err != nil {
+	uuid, err := os.ReadFile(domainUUIDFile)
+	if err != nil {
 		return err
 	}
-	hostKernel = unix.ByteSliceToString(uts.Release[:])
+	dom0UUID = strings.TrimSpace(string(uuid))
 	for _, d := range storageDirs {
 		if err := os.MkdirAll(d, 0o711); err != nil {
 			return err
@@ -180,22 +181,37 @@ func mustRun(t testing.TB, name string, args ...string) result {
 	return r
 }
 
-// checkGuestOutput checks the output of `echo WANT; uname -r` run in a
-// container: the kernel must be a guest's, not dom0's.
+// domainUUIDFile gives the UUID of the Xen domain a kernel runs in; dom0
+// and a guest may run the same kernel, but not in the same domain.
+const domainUUIDFile = "/sys/hypervisor/uuid"
+
+// printDomain is shell that prints the UUID of the domain it runs in.
+const printDomain = "cat " + domainUUIDFile
+
+var uuidRegexp = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+
+// checkInGuest checks what printDomain printed in a container: the UUID of
+// a domain that is not dom0.
+func checkInGuest(t testing.TB, uuid string) {
+	t.Helper()
+	if !uuidRegexp.MatchString(uuid) || uuid == dom0UUID {
+		t.Errorf("the container's domain UUID is %q: not a guest's (dom0's is %s)", uuid, dom0UUID)
+	}
+}
+
+// checkGuestOutput checks the output of guestCommand(want).
 func checkGuestOutput(t testing.TB, r result, want string) {
 	t.Helper()
 	lines := strings.Split(strings.TrimSpace(strings.ReplaceAll(r.stdout, "\r", "")), "\n")
 	if r.code != 0 || len(lines) != 2 || lines[0] != want {
-		t.Fatalf("want %q and a kernel release: %s", want, r)
+		t.Fatalf("want %q and the guest's domain UUID: %s", want, r)
 	}
-	if lines[1] == hostKernel {
-		t.Errorf("the container ran on dom0's kernel %s, not in a guest", hostKernel)
-	}
+	checkInGuest(t, lines[1])
 }
 
-// guestCommand prints want and the kernel release.
+// guestCommand prints want and the UUID of the container's domain.
 func guestCommand(want string) []string {
-	return []string{"sh", "-c", "echo " + want + "; uname -r"}
+	return []string{"sh", "-c", "echo " + want + "; " + printDomain}
 }
 
 // checkNoDomain checks that the container's guest is gone.
