@@ -1,12 +1,17 @@
 package engines
 
 import (
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/creack/pty"
 )
 
 // podmanConf is containers.conf for podman on vxn. runtime_supports_json
@@ -99,6 +104,86 @@ func TestPodmanRunExitStatus(t *testing.T) {
 		t.Fatalf("want exit 3, to-stdout on stdout and to-stderr on stderr: %s", r)
 	}
 	checkNoDomain(t, id)
+}
+
+// TestPodmanRunTerminal: `podman run -it` in a real terminal (podman's
+// stdio is a 100x30 pty): the shell in the guest gets a terminal of that
+// size, runs what is typed, and its exit status is podman's.
+func TestPodmanRunTerminal(t *testing.T) {
+	podmanSetup(t)
+	cmd := exec.Command("podman", "--runtime", "vxn", "run", "-it", "--rm", "--network", "none", image, "sh")
+	cmd.Env = append(os.Environ(), "TERM=xterm")
+	start := time.Now()
+	master, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 30, Cols: 100})
+	if err != nil {
+		t.Fatalf("starting podman on a pty: %v", err)
+	}
+	defer master.Close()
+	var waitErr error
+	exited := make(chan struct{})
+	go func() { waitErr = cmd.Wait(); close(exited) }()
+	defer func() {
+		select {
+		case <-exited:
+		default:
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+	}()
+	var mu sync.Mutex
+	var screen strings.Builder
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := master.Read(buf)
+			mu.Lock()
+			screen.WriteString(strings.ReplaceAll(string(buf[:n]), "\r", ""))
+			mu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}()
+	shown := func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return screen.String()
+	}
+	waitScreen := func(what string, timeout time.Duration) {
+		t.Helper()
+		waitFor(t, fmt.Sprintf("%q on the terminal", what), timeout, func() bool {
+			return strings.Contains(shown(), what)
+		})
+		t.Logf("TIMING %q on the terminal after %s", what, time.Since(start).Round(time.Millisecond))
+	}
+	defer func() {
+		if t.Failed() {
+			t.Logf("the terminal showed: %q", shown())
+		}
+	}()
+	waitScreen("/ # ", cmdTimeout)
+	if _, err := master.Write([]byte("stty size; tty; echo typed-$((6*7))\r")); err != nil {
+		t.Fatal(err)
+	}
+	waitScreen("typed-42", time.Minute)
+	for _, want := range []string{"\n30 100\n", "\n/dev/pts/"} {
+		if !strings.Contains(shown(), want) {
+			t.Errorf("no %q on the terminal (a 100x30 pty)", want)
+		}
+	}
+	if _, err := master.Write([]byte("exit 4\r")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-exited:
+		var ee *exec.ExitError
+		if !errors.As(waitErr, &ee) || ee.ExitCode() != 4 {
+			t.Errorf("podman run -it: %v, want exit status 4", waitErr)
+		}
+		t.Logf("TIMING podman run -it: %s", time.Since(start).Round(time.Millisecond))
+	case <-time.After(time.Minute):
+		t.Fatal("podman run -it did not end a minute after the shell's exit")
+	}
 }
 
 // The detached container that TestPodmanDetachLogs starts and the tests
