@@ -27,7 +27,7 @@ type config struct {
 	MemoryMiB uint64 `json:"memoryMiB"` // guest memory; default 256
 	VCPUs     int    `json:"vcpus"`     // default 1
 	// OverheadMiB is added to a container's memory limit to size its
-	// guest (the guest kernel and init); default 64.
+	// guest (the guest kernel and init); default 96.
 	OverheadMiB uint64 `json:"memoryOverheadMiB"`
 	BootTimeout string `json:"bootTimeout"` // default 120s
 
@@ -77,7 +77,9 @@ func (c *config) guest() lifecycle.Guest {
 	}
 	g.OverheadMiB = c.OverheadMiB
 	if g.OverheadMiB == 0 {
-		g.OverheadMiB = 64
+		// Debian's generic kernel, its modules and guestinit: a 32 MiB
+		// container in a 96 MiB guest was OOM-killed, 128 MiB guests work.
+		g.OverheadMiB = 96
 	}
 	if d, err := time.ParseDuration(c.BootTimeout); err == nil && d > 0 {
 		g.BootTimeout = d

@@ -409,9 +409,9 @@ func TestResources(t *testing.T) {
 		t.Fatalf("xl list -l: %v\n%s", err, out)
 	}
 	bi := doms[0].Config.BInfo
-	// 96 MiB limit + 64 MiB default overhead; 1.5 CPUs: 2 vCPUs capped at
+	// 96 MiB limit + 96 MiB default overhead; 1.5 CPUs: 2 vCPUs capped at
 	// 150%; shares 2048: weight 512.
-	if bi.MaxMemKB != 160<<10 || bi.MaxVCPUs != 2 || bi.Sched.Cap != 150 || bi.Sched.Weight != 512 {
+	if bi.MaxMemKB != 192<<10 || bi.MaxVCPUs != 2 || bi.Sched.Cap != 150 || bi.Sched.Weight != 512 {
 		t.Errorf("domain: %+v", bi)
 	}
 
@@ -427,7 +427,7 @@ func TestResources(t *testing.T) {
 	}
 	out, _ = exec.Command("xl", "list", "vxn-res1").CombinedOutput()
 	t.Logf("after update:\n%s", out)
-	if r := c.Run(t, nil, "update", "--memory", "1g", "res1"); r.Code == 0 || !strings.Contains(r.Stderr, "booted with 160 MiB") {
+	if r := c.Run(t, nil, "update", "--memory", "1g", "res1"); r.Code == 0 || !strings.Contains(r.Stderr, "booted with 192 MiB") {
 		t.Errorf("update beyond the boot size: %v", r)
 	}
 	c.MustRun(t, "delete", "--force", "res1")
