@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 
@@ -43,6 +44,10 @@ func runShim() int {
 }
 
 func shimExec(specPipe *os.File) error {
+	// unshare, capset and no_new_privs change only the calling thread, and
+	// execve takes the calling thread's: all of them must be one thread.
+	// Never unlocked: the thread either execs or the shim exits.
+	runtime.LockOSThread()
 	unix.CloseOnExec(4)
 	var req shimRequest
 	if err := json.NewDecoder(specPipe).Decode(&req); err != nil {
