@@ -1,10 +1,8 @@
 package monitor_test
 
 import (
-	"fmt"
+	"github.com/vxn-runtime/vxn/tests/testutil"
 	"os"
-	"path/filepath"
-	"runtime"
 	"testing"
 
 	"github.com/vishvananda/netlink"
@@ -55,7 +53,7 @@ func TestMonitorNetworkNICFails(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (network namespaces)")
 	}
-	path := namedNetns(t)
+	path := testutil.NamedNetns(t, "mon")
 	h0, err := netlink.NewHandleAt(mustNS(t, path))
 	if err != nil {
 		t.Fatal(err)
@@ -81,28 +79,6 @@ func TestMonitorNetworkNICFails(t *testing.T) {
 	if h.dom.nics.Load() != 1 {
 		t.Errorf("%d NICs asked for, want 1: the first failure ends the request", h.dom.nics.Load())
 	}
-}
-
-func namedNetns(t *testing.T) string {
-	t.Helper()
-	name := fmt.Sprintf("vxntest-mon-%d", os.Getpid())
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer orig.Close()
-	ns, err := netns.NewNamed(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Close()
-	if err := netns.Set(orig); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = netns.DeleteNamed(name) })
-	return filepath.Join("/run/netns", name)
 }
 
 func mustNS(t *testing.T, path string) netns.NsHandle {

@@ -2,10 +2,9 @@ package network
 
 import (
 	"fmt"
+	"github.com/vxn-runtime/vxn/tests/testutil"
 	"io"
 	"net"
-	"os"
-	"path/filepath"
 	"runtime"
 	"testing"
 	"time"
@@ -15,32 +14,6 @@ import (
 
 	"github.com/vxn-runtime/vxn/runtime/agent"
 )
-
-// newNS makes a throwaway named network namespace and returns its path.
-func newNS(t *testing.T, name string) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (network namespaces)")
-	}
-	name = fmt.Sprintf("vxntest-%d-%s", os.Getpid(), name)
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer orig.Close()
-	ns, err := netns.NewNamed(name)
-	if err != nil {
-		t.Fatalf("making network namespace %s: %v", name, err)
-	}
-	ns.Close()
-	if err := netns.Set(orig); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = netns.DeleteNamed(name) })
-	return filepath.Join("/run/netns", name)
-}
 
 // inNS runs f on a thread in the namespace at path (sockets it makes stay
 // there).
@@ -118,7 +91,7 @@ func addAddr(t *testing.T, ns, link, cidr string) {
 // a "guest" namespace whose NIC's host side starts in a "host" namespace.
 // After Join, the outside reaches a server in the guest at eth0's address.
 func TestInterfacesAndJoin(t *testing.T) {
-	outside, ctr, host, guest := newNS(t, "out"), newNS(t, "ctr"), newNS(t, "host"), newNS(t, "guest")
+	outside, ctr, host, guest := testutil.NamedNetns(t, "out"), testutil.NamedNetns(t, "ctr"), testutil.NamedNetns(t, "host"), testutil.NamedNetns(t, "guest")
 	mac := net.HardwareAddr{0x02, 0x42, 0x0a, 0x59, 0, 2}
 	vethPair(t, ctr, "eth0", outside, "peer0", mac, 1400)
 	addAddr(t, ctr, "eth0", "10.89.0.2/24")
@@ -223,7 +196,7 @@ func TestInterfacesAndJoin(t *testing.T) {
 // TestJoinMissingBackend: a backend that is not there is a clear error
 // and leaves the container's interface untouched.
 func TestJoinMissingBackend(t *testing.T) {
-	outside, ctr, host := newNS(t, "out"), newNS(t, "ctr"), newNS(t, "host")
+	outside, ctr, host := testutil.NamedNetns(t, "out"), testutil.NamedNetns(t, "ctr"), testutil.NamedNetns(t, "host")
 	vethPair(t, ctr, "eth0", outside, "peer0", nil, 1500)
 	links, err := Interfaces(ctr)
 	if err != nil || len(links) != 1 {
@@ -244,7 +217,7 @@ func TestJoinMissingBackend(t *testing.T) {
 }
 
 func TestSameNamespace(t *testing.T) {
-	a, b := newNS(t, "a"), newNS(t, "b")
+	a, b := testutil.NamedNetns(t, "a"), testutil.NamedNetns(t, "b")
 	if same, err := SameNamespace(a, a); err != nil || !same {
 		t.Errorf("SameNamespace(a, a) = %v, %v", same, err)
 	}

@@ -2,6 +2,7 @@ package lifecycle_test
 
 import (
 	"fmt"
+	"github.com/vxn-runtime/vxn/tests/testutil"
 	"io"
 	"net"
 	"os"
@@ -14,31 +15,6 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/vishvananda/netns"
 )
-
-// outsideNetns makes a throwaway network namespace standing in for the
-// engine's side of the container's veth (a bridge, the host), and
-// returns its path.
-func outsideNetns(t *testing.T) string {
-	t.Helper()
-	name := fmt.Sprintf("vxnlt-%d", os.Getpid())
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer orig.Close()
-	ns, err := netns.NewNamed(name)
-	if err != nil {
-		t.Fatalf("network namespace %s: %v", name, err)
-	}
-	ns.Close()
-	if err := netns.Set(orig); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = netns.DeleteNamed(name) })
-	return filepath.Join("/run/netns", name)
-}
 
 // inNetns runs f on a thread in the namespace at path (its sockets stay
 // there).
@@ -66,7 +42,7 @@ func inNetns(path string, f func() error) error {
 // eth0's MTU and routes.
 func TestNetworkDockerHook(t *testing.T) {
 	h := newHarness(t)
-	outside := outsideNetns(t)
+	outside := testutil.NamedNetns(t, "outside")
 	hook := h.path("netns-hook.sh")
 	script := fmt.Sprintf(`#!/bin/sh
 set -e
